@@ -1,0 +1,237 @@
+"""The `cppnviz` command line: render, features, check, nodes, manifest."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+from . import __version__, manifest, registry, runner
+from .errors import CppnvizError, GraphError, NodeRunError, OutputError, Problem
+from .graph import Graph, load_graph, parse_assignment, read_graph_file
+
+log = logging.getLogger("cppnviz")
+
+EXIT_USER = 2
+EXIT_BUG = 1
+EXIT_INTERRUPTED = 130
+
+
+def _overrides(args, data: dict) -> list[tuple[str, str, object]]:
+    """--set assignments plus --audio/--out, which name the single audio_file/encoder node."""
+    pairs = [parse_assignment(text) for text in args.set or ()]
+    nodes = data.get("nodes") if isinstance(data, dict) else None
+    nodes = nodes if isinstance(nodes, dict) else {}
+    for flag, type_name in (("audio", "audio_file"), ("out", "encoder")):
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        matches = [n for n, spec in nodes.items() if isinstance(spec, dict) and spec.get("type") == type_name]
+        if len(matches) != 1:
+            found = ", ".join(matches) if matches else "none"
+            raise GraphError([Problem(f"--{flag}", f"needs exactly one {type_name} node in the graph, found {found}; "
+                                                   f"use --set NODE.path=... instead")])
+        # Paths given on the command line are relative to where the user typed them.
+        pairs.append((matches[0], "path", str(Path(value).expanduser().resolve())))
+    return pairs
+
+
+def _load(args) -> Graph:
+    data = read_graph_file(args.graph)
+    return load_graph(args.graph, _overrides(args, data))
+
+
+def cmd_check(args) -> int:
+    graph = _load(args)
+    n = runner.total_frames(graph, args.seconds) if any(x.frame_count() is not None for x in graph.nodes.values()) else None
+    length = f", {n} frames at {float(graph.ctx.fps):g} fps" if n is not None else ""
+    print(f"ok: {args.graph}: {len(graph.nodes)} nodes{length}")
+    return 0
+
+
+def cmd_render(args) -> int:
+    graph = _load(args)
+    encoders = graph.of_type("encoder")
+    if not encoders:
+        raise GraphError([Problem(str(args.graph), "nothing to render into: the graph has no encoder node")])
+    n = runner.total_frames(graph, args.seconds)
+    from tqdm import tqdm  # only the render command draws a progress bar
+
+    bar = tqdm(total=n, unit="frame", disable=None if not args.quiet else True, file=sys.stderr,
+               dynamic_ncols=True, desc="render")
+    started = time.perf_counter()
+    try:
+        scheduler = runner.run(graph, n, on_tick=lambda k, s: bar.update(1))
+    finally:
+        bar.close()
+    wall = time.perf_counter() - started
+    video_seconds = float(Fraction(n) / graph.ctx.fps)
+    split = ", ".join(f"{stage} {scheduler.seconds.get(stage, 0.0):.2f} s" for stage in ("analysis", "render", "encode"))
+    for enc in encoders:
+        print(f"wrote {enc.p.path}", file=sys.stderr)
+    print(f"{n} frames ({video_seconds:.2f} s of video) in {wall:.2f} s: {n / wall if wall else 0:.1f} fps, "
+          f"{video_seconds / wall if wall else 0:.2f}x real time ({split})", file=sys.stderr)
+    return 0
+
+
+def _features_node(args, graph: Graph) -> str:
+    if args.node:
+        if args.node not in graph.nodes:
+            raise GraphError([Problem("--node", f"no node named {args.node!r}; nodes: {', '.join(graph.nodes)}")])
+        return args.node
+    for consumer in ("cppn", "tiler"):
+        feeding = graph.feeding(consumer)
+        if feeding:
+            return feeding[0]
+    raise GraphError([Problem("--node", "no node feeds a cppn or tiler; name the node with --node")])
+
+
+def cmd_features(args) -> int:
+    graph = _load(args)
+    name = _features_node(args, graph)
+    node = graph.nodes[name]
+    if not node.outputs:
+        raise GraphError([Problem("--node", f"node '{name}' ({node.type_name}) has no outputs")])
+    port = node.outputs[0].name
+    spec = graph.specs[(name, port)]
+    if spec.kind != "features":
+        raise GraphError([Problem("--node", f"node '{name}' first output '{port}' carries {spec.kind}, expected features")])
+    n = runner.total_frames(graph, args.seconds)
+    columns = list(spec.labels) if len(spec.labels) == spec.size else [f"{name}_{i}" for i in range(spec.size)]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["frame", "time", *columns])
+    for k, t, values in runner.collect(graph, name, port, n):
+        writer.writerow([k, f"{t:.6f}", *(f"{float(v):.6g}" for v in values.ravel())])
+    if args.csv is None:
+        sys.stdout.write(buffer.getvalue())
+    else:
+        write_atomically(Path(args.csv), buffer.getvalue())
+        print(f"wrote {args.csv}: {n} rows, {spec.size} columns of {name}.{port}", file=sys.stderr)
+    return 0
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write under a temporary name in the same folder, then rename: never a half-written file."""
+    folder = path.expanduser().resolve().parent
+    if not folder.is_dir():
+        raise OutputError(f"output '{path}': folder {folder} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".partial")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"output '{path}': cannot write: {exc.strerror or exc}") from None
+
+
+def cmd_nodes(args) -> int:
+    data = manifest.describe_nodes()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    for type_name, info in data.items():
+        print(f"{type_name}: {info['doc']}")
+        for direction in ("inputs", "outputs"):
+            for port, p in info[direction].items():
+                print(f"  {direction[:-1]:6} {port} ({p['kind']}): {p['doc']}")
+        for pname, p in info["params"].items():
+            rng = f" [{p.get('min', '')}..{p.get('max', '')}]" if "min" in p or "max" in p else ""
+            choices = f" {{{', '.join(p['choices'])}}}" if "choices" in p else ""
+            unit = f" {p['unit']}" if p.get("unit") else ""
+            print(f"  param  {pname} = {p['default']!r}{unit} ({p['type']}{rng}{choices}): {p['doc']}")
+        print()
+    return 0
+
+
+def cmd_manifest(args) -> int:
+    sys.stdout.write(manifest.manifest_text())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cppnviz", description="Audio-reactive CPPN visuals from YAML graphs.")
+    parser.add_argument("--version", action="version", version=f"cppnviz {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def graph_command(name, func, help_text):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("graph", help="graph file (YAML)")
+        p.add_argument("--set", action="append", metavar="NODE.PARAM=VALUE",
+                       help="override a param (validated like the file); repeatable")
+        p.add_argument("--seconds", type=_positive_float, metavar="S", help="only the first S seconds")
+        p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        p.set_defaults(func=func)
+        return p
+
+    p = graph_command("render", cmd_render, "render a graph to a video file")
+    p.add_argument("--audio", metavar="FILE", help="audio file for the graph's audio_file node")
+    p.add_argument("--out", metavar="FILE", help="output path for the graph's encoder node")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p = graph_command("features", cmd_features, "write one CSV row of features per frame")
+    p.add_argument("--audio", metavar="FILE", help="audio file for the graph's audio_file node")
+    p.add_argument("--node", metavar="NODE", help="node whose first output to write (default: the node feeding the CPPN)")
+    p.add_argument("--out", dest="csv", metavar="FILE.csv", help="CSV file to write (default: standard output)")
+    graph_command("check", cmd_check, "validate a graph without rendering")
+    p = sub.add_parser("nodes", help="list node types, ports and params")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_nodes)
+    p = sub.add_parser("manifest", help="print plugin.yaml, generated from the node classes")
+    p.set_defaults(func=cmd_manifest)
+    return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, found {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, found {text!r}")
+    return value
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format="%(levelname)s: %(message)s", stream=sys.stderr)
+    signal.signal(signal.SIGTERM, _interrupt)  # a killed render cleans up like Ctrl-C
+    try:
+        return args.func(args)
+    except CppnvizError as exc:
+        where = f"{args.graph}: " if isinstance(exc, GraphError) and getattr(args, "graph", None) else ""
+        for line in exc.problems():
+            print(f"error: {where}{line}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("error: interrupted; no output was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except NodeRunError as exc:
+        if args.debug:
+            raise
+        print(f"error: internal error in {exc} (a bug: please report it; --debug shows the traceback)", file=sys.stderr)
+        return EXIT_BUG
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"error: internal error: {type(exc).__name__}: {exc} (a bug: please report it; --debug shows the "
+              f"traceback)", file=sys.stderr)
+        return EXIT_BUG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

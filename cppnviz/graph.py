@@ -1,0 +1,350 @@
+"""Loading a graph file: parse, validate everything, report every problem at once, configure.
+
+A graph file is plain data:
+
+    fps: 60                # frames per second (tick k is at t = k/fps)
+    offset_ms: 0           # > 0 delays the pictures against the sound
+    nodes:
+      audio:
+        type: audio_file
+        params: {path: song.mp3}
+      bands:
+        type: stft_bands
+        inputs: {audio: audio.audio}   # links live only under `inputs:`
+
+Links are written `node.port` (or just `node` for its first output) and only
+under `inputs:`, params only under `params:`, so a file path with dots can
+never be mistaken for a link.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import registry
+from .errors import CppnvizError, GraphError, ParamError, Problem
+from .node import Context, Node
+from .params import REQUIRED, Param
+from .ports import Spec
+from .timebase import as_fraction
+
+NODE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+TOP_KEYS = ("fps", "offset_ms", "nodes")
+NODE_KEYS = ("type", "params", "inputs")
+
+
+@dataclass(frozen=True)
+class Link:
+    """An input's source: node `node`, output `port`."""
+
+    node: str
+    port: str
+
+    def __str__(self) -> str:
+        return f"{self.node}.{self.port}"
+
+
+@dataclass
+class Graph:
+    """A validated, configured graph: nodes in topological order and their links."""
+
+    ctx: Context
+    nodes: dict[str, Node]
+    links: dict[str, dict[str, Link | list[Link]]]
+    specs: dict[tuple[str, str], Spec]
+    path: Path | None = None
+
+    def of_type(self, type_name: str) -> list[Node]:
+        return [n for n in self.nodes.values() if n.type_name == type_name]
+
+    def upstream(self, name: str) -> list[str]:
+        """The names of `name` and every node it depends on, in topological order."""
+        needed = {name}
+        stack = [name]
+        while stack:
+            for link in _flat(self.links[stack.pop()].values()):
+                if link.node not in needed:
+                    needed.add(link.node)
+                    stack.append(link.node)
+        return [n for n in self.nodes if n in needed]
+
+    def feeding(self, type_name: str) -> list[str]:
+        """Names of nodes linked into a node of the given type."""
+        return [link.node for n in self.of_type(type_name) for link in _flat(self.links[n.name].values())]
+
+
+def _flat(values) -> list[Link]:
+    out: list[Link] = []
+    for v in values:
+        out.extend(v if isinstance(v, list) else [v])
+    return out
+
+
+# -- entry points ---------------------------------------------------------------
+
+def read_graph_file(path: str | Path) -> dict:
+    """Read and parse a graph file with yaml.safe_load; raise GraphError if unreadable."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GraphError([Problem(str(path), "graph file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GraphError([Problem(str(path), f"cannot read graph file: {exc}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise GraphError([Problem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    return data
+
+
+def load_graph(path: str | Path, overrides: list[tuple[str, str, Any]] = (), *, live: bool = False) -> Graph:
+    """Read, validate and configure a graph file; `overrides` are (node, param, value) from --set."""
+    path = Path(path)
+    data = read_graph_file(path)
+    return build_graph(data, base_dir=path.resolve().parent, overrides=overrides, live=live, path=path)
+
+
+def parse_assignment(text: str) -> tuple[str, str, Any]:
+    """Parse `NODE.PARAM=VALUE` from --set; the value is read as YAML (numbers, true, [1, 2])."""
+    target, sep, raw = text.partition("=")
+    node, dot, param = target.strip().partition(".")
+    if not sep or not dot or not node or not param:
+        raise GraphError([Problem("--set", f"expected NODE.PARAM=VALUE, found {text!r}")])
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return node, param, value
+
+
+def build_graph(data: Any, *, base_dir: Path, overrides=(), live: bool = False, path: Path | None = None) -> Graph:
+    """Validate plain graph data and build its nodes; raise GraphError listing every problem."""
+    problems: list[Problem] = []
+    if not isinstance(data, dict):
+        raise GraphError([Problem(str(path or "graph"), f"expected a mapping with 'fps' and 'nodes', found {type(data).__name__}")])
+
+    for key in data:
+        if key not in TOP_KEYS:
+            problems.append(Problem(f"'{key}'", f"unknown top-level key; expected one of {', '.join(TOP_KEYS)}"))
+    fps = _check_top_number(data, "fps", 60, 1, 1000, problems)
+    offset_ms = _check_top_number(data, "offset_ms", 0.0, -10000, 10000, problems)
+    raw_nodes = data.get("nodes")
+    if not isinstance(raw_nodes, dict) or not raw_nodes:
+        problems.append(Problem("'nodes'", f"expected a mapping of node names to nodes, found {_found(raw_nodes)}"))
+        raise GraphError(problems)
+
+    ctx = Context(fps=as_fraction(fps if fps else 60), offset_ms=float(offset_ms or 0.0), live=live, base_dir=base_dir)
+    raw_nodes = _apply_overrides(raw_nodes, overrides, problems)
+
+    types: dict[str, type[Node]] = {}
+    values: dict[str, dict[str, Any]] = {}
+    for name, spec in raw_nodes.items():
+        where = f"node '{name}'"
+        if not isinstance(name, str) or not NODE_NAME.match(name):
+            problems.append(Problem(where, "bad node name; expected lowercase letters, digits and _ starting with a letter"))
+            continue
+        if not isinstance(spec, dict):
+            problems.append(Problem(where, f"expected a mapping with 'type', 'params', 'inputs', found {_found(spec)}"))
+            continue
+        for key in spec:
+            if key not in NODE_KEYS:
+                problems.append(Problem(where, f"unknown key '{key}'; expected one of {', '.join(NODE_KEYS)}"))
+        type_name = spec.get("type")
+        cls = registry.lookup(type_name) if isinstance(type_name, str) else None
+        if cls is None:
+            known = ", ".join(registry.names())
+            problems.append(Problem(where, f"unknown node type {_found(type_name)}; expected one of {known}"))
+            continue
+        types[name] = cls
+        values[name] = _check_params(name, cls, spec.get("params") or {}, base_dir, problems)
+
+    links = {name: _check_inputs(name, types[name], raw_nodes[name].get("inputs") or {}, types, problems)
+             for name in types}
+    order = _topological_order(types, links, problems)
+    if problems:
+        raise GraphError(problems)
+
+    graph = Graph(ctx=ctx, nodes={}, links=links, specs={}, path=path)
+    failed: set[str] = set()
+    for name in order:
+        node = types[name](name, values[name], ctx)
+        graph.nodes[name] = node
+        sources = _flat(links[name].values())
+        if any(link.node in failed for link in sources):
+            failed.add(name)  # upstream already reported; don't cascade
+            continue
+        arriving = {port: ([graph.specs[(l.node, l.port)] for l in v] if isinstance(v, list)
+                           else graph.specs[(v.node, v.port)]) for port, v in links[name].items()}
+        node.input_specs = arriving
+        try:
+            out_specs = node.configure(arriving)
+        except GraphError as exc:
+            problems.extend(Problem(f"node '{name}'", str(p)) for p in exc.items)
+            failed.add(name)
+            continue
+        except CppnvizError as exc:
+            problems.append(Problem(f"node '{name}'", str(exc)))
+            failed.add(name)
+            continue
+        for out in types[name].outputs:
+            graph.specs[(name, out.name)] = out_specs[out.name]
+    if problems:
+        raise GraphError(problems)
+    return graph
+
+
+# -- checks -----------------------------------------------------------------------
+
+def _found(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, (dict, list)):
+        return f"a {type(value).__name__}"
+    return repr(value)
+
+
+def _check_top_number(data, key, default, low, high, problems):
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
+        problems.append(Problem(f"'{key}'", f"expected a number in {low}..{high}, found {_found(value)}"))
+        return None
+    return value
+
+
+def _apply_overrides(raw_nodes: dict, overrides, problems: list[Problem]) -> dict:
+    """Merge --set values into the raw node data so they meet the same validation as the file."""
+    if not overrides:
+        return raw_nodes
+    merged = {name: (dict(spec) if isinstance(spec, dict) else spec) for name, spec in raw_nodes.items()}
+    for node, param, value in overrides:
+        spec = merged.get(node)
+        if not isinstance(spec, dict):
+            problems.append(Problem(f"--set {node}.{param}", f"no node named '{node}' in the graph; nodes: {', '.join(map(str, merged))}"))
+            continue
+        params = dict(spec.get("params") or {})
+        params[param] = value
+        spec["params"] = params
+    return merged
+
+
+def _check_params(name: str, cls: type[Node], given: Any, base_dir: Path, problems: list[Problem]) -> dict:
+    where = f"node '{name}'"
+    if not isinstance(given, dict):
+        problems.append(Problem(where, f"'params' must be a mapping, found {_found(given)}"))
+        given = {}
+    declared = {p.name: p for p in cls.params}
+    for key in given:
+        if key not in declared:
+            problems.append(Problem(f"{where} param '{key}'",
+                                    f"unknown param for {cls.type_name}; expected one of {', '.join(declared)}"))
+    values: dict[str, Any] = {}
+    for decl in cls.params:
+        if decl.name not in given:
+            if decl.required:
+                problems.append(Problem(f"{where} param '{decl.name}'", f"missing; expected {decl.expected()}"))
+            values[decl.name] = None if decl.default is REQUIRED else decl.default
+            continue
+        try:
+            value, _ = decl.check(given[decl.name])
+        except ParamError as exc:
+            problems.append(Problem(f"{where} param '{decl.name}'", str(exc)))
+            continue
+        values[decl.name] = resolve_path(decl, value, base_dir)
+    return values
+
+
+def resolve_path(decl: Param, value: Any, base_dir: Path) -> Any:
+    """Relative path params resolve against the graph file's folder."""
+    if decl.type == "path" and value and not Path(value).expanduser().is_absolute():
+        return str(base_dir / value)
+    if decl.type == "path" and value:
+        return str(Path(value).expanduser())
+    return value
+
+
+def _check_inputs(name, cls, given, types, problems) -> dict[str, Link | list[Link]]:
+    where = f"node '{name}'"
+    if not isinstance(given, dict):
+        problems.append(Problem(where, f"'inputs' must be a mapping of input ports to links, found {_found(given)}"))
+        given = {}
+    declared = {i.name: i for i in cls.inputs}
+    links: dict[str, Link | list[Link]] = {}
+    for port, value in given.items():
+        decl = declared.get(port)
+        if decl is None:
+            expected = ", ".join(declared) or "none (this node has no inputs)"
+            problems.append(Problem(f"{where} input '{port}'", f"unknown input port for {cls.type_name}; expected {expected}"))
+            continue
+        items = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and not decl.multiple:
+            problems.append(Problem(f"{where} input '{port}'", f"takes one link, found a list of {len(value)}"))
+            continue
+        resolved = [_check_link(f"{where} input '{port}'", decl, item, types, problems) for item in items]
+        if any(r is None for r in resolved):
+            continue
+        links[port] = resolved if decl.multiple else resolved[0]
+    for decl in cls.inputs:
+        if decl.required and decl.name not in given:
+            problems.append(Problem(f"{where} input '{decl.name}'", f"required input not connected; expected a link to a {decl.kind} output"))
+    return links
+
+
+def _check_link(where, decl, text, types, problems) -> Link | None:
+    if not isinstance(text, str) or not text:
+        problems.append(Problem(where, f"expected a link 'node.port', found {_found(text)}"))
+        return None
+    node, _, port = text.partition(".")
+    src = types.get(node)
+    if src is None:
+        problems.append(Problem(where, f"links to unknown node '{node}' (found {text!r})"))
+        return None
+    outputs = {o.name: o for o in src.outputs}
+    if not port:
+        if not src.outputs:
+            problems.append(Problem(where, f"node '{node}' ({src.type_name}) has no outputs"))
+            return None
+        port = src.outputs[0].name
+    out = outputs.get(port)
+    if out is None:
+        problems.append(Problem(where, f"unknown port '{port}' on node '{node}' ({src.type_name}); expected one of {', '.join(outputs) or 'none'}"))
+        return None
+    if out.kind != decl.kind:
+        problems.append(Problem(where, f"incompatible ports: '{node}.{port}' gives {out.kind}, this input expects {decl.kind}"))
+        return None
+    return Link(node, port)
+
+
+def _topological_order(types, links, problems) -> list[str]:
+    """Depth-first order; a cycle is reported as its path (a -> b -> a)."""
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    reported: set[frozenset] = set()
+
+    def visit(name: str, path: list[str]):
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = path[path.index(name):] + [name]
+            key = frozenset(cycle)
+            if key not in reported:
+                reported.add(key)
+                problems.append(Problem("graph", "cycle: " + " -> ".join(cycle)))
+            return
+        state[name] = 1
+        for link in _flat(links.get(name, {}).values()):
+            if link.node in types:
+                visit(link.node, path + [name])
+        state[name] = 2
+        order.append(name)
+
+    for name in types:
+        visit(name, [])
+    return order

@@ -1,0 +1,115 @@
+"""The Node base class: declarations as class data, process() as a plain function of a tick."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .errors import ParamError
+from .params import Param
+from .ports import Input, Output, Spec
+from .timebase import Tick
+
+
+@dataclass
+class Context:
+    """What every node of a run may know: the clock and where the graph file lives."""
+
+    fps: Fraction
+    offset_ms: float = 0.0
+    live: bool = False
+    base_dir: Path = field(default_factory=Path.cwd)
+
+
+class Node:
+    """Base class of every node type.
+
+    Subclasses declare `type_name`, `inputs`, `outputs` and `params` as class
+    data and implement `configure()` (check input specs, allocate, return
+    output specs) and `process()` (one tick's inputs in, a dict of outputs
+    out). State lives on the instance and `reset()` clears it.
+    """
+
+    type_name: ClassVar[str] = ""
+    # Which part of the run the node's time counts towards: analysis, render or encode.
+    stage: ClassVar[str] = "render"
+    inputs: ClassVar[tuple[Input, ...]] = ()
+    outputs: ClassVar[tuple[Output, ...]] = ()
+    params: ClassVar[tuple[Param, ...]] = ()
+
+    def __init__(self, name: str, values: dict[str, Any], ctx: Context):
+        self.name = name
+        self.ctx = ctx
+        self.p = SimpleNamespace(**values)
+        self.input_specs: dict[str, Any] = {}
+
+    # -- declarations -------------------------------------------------------
+    @classmethod
+    def param(cls, name: str) -> Param:
+        for p in cls.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    @classmethod
+    def doc(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    # -- lifecycle ------------------------------------------------------------
+    def configure(self, inputs: dict[str, Any]) -> dict[str, Spec]:
+        """Check the specs arriving on the inputs, allocate, and return the output specs.
+
+        Raise ParamError or GraphError for a problem the user can fix; the
+        engine attaches the node's name.
+        """
+        raise NotImplementedError
+
+    def frame_count(self) -> int | None:
+        """How many frames this node's material lasts (sources); None if unbounded."""
+        return None
+
+    def whole_track(self) -> bool:
+        """True when this node needs the whole track of its inputs before the first frame."""
+        return False
+
+    def fit(self, inputs: dict[str, np.ndarray]) -> None:
+        """Receive every tick's inputs stacked along axis 0 (prepass, whole_track nodes only)."""
+
+    def start(self) -> None:
+        """Called once before the first tick of a run (open files, start threads)."""
+
+    def process(self, tick: Tick, **inputs: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Called after the last tick of a successful run (complete and publish outputs)."""
+
+    def abort(self) -> None:
+        """Called when a run fails or is interrupted: leave nothing half-written behind."""
+
+    def reset(self) -> None:
+        """Clear state carried between ticks (smoothers, buffers)."""
+
+    # -- params ---------------------------------------------------------------
+    def set_param(self, name: str, value: Any, *, clamp: bool = False) -> bool:
+        """Validate and apply one param change; return whether it was clamped.
+
+        Hosts call this between ticks only (changes are queued until then).
+        """
+        try:
+            decl = self.param(name)
+        except KeyError:
+            raise ParamError(f"node '{self.name}' has no param '{name}'") from None
+        value, clamped = decl.check(value, clamp=clamp)
+        setattr(self.p, name, value)
+        self.param_changed(name)
+        return clamped
+
+    def param_changed(self, name: str) -> None:
+        """React to a param change between ticks; the default re-runs configure()."""
+        self.configure(self.input_specs)

@@ -1,0 +1,83 @@
+"""Port declarations, the specs that travel along links, and what audio ports carry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# What a port carries:
+#   audio    -> AudioWindow (a view of the track or of a live ring buffer)
+#   features -> float32 vector, shape (size,)
+#   frame    -> float32 image in [0, 1], shape (height, width, 3), C-contiguous
+KINDS = ("audio", "features", "frame")
+
+
+@dataclass(frozen=True)
+class Input:
+    """An input port. `multiple` inputs take a list of links (e.g. frames to tile)."""
+
+    name: str
+    kind: str
+    doc: str
+    required: bool = True
+    multiple: bool = False
+
+
+@dataclass(frozen=True)
+class Output:
+    """An output port."""
+
+    name: str
+    kind: str
+    doc: str
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a link carries, known when the graph is built so links are checked once.
+
+    features: `size` and optional `labels` (column names); frame: `shape`
+    (height, width, 3); audio: `sample_rate`.
+    """
+
+    kind: str
+    size: int | None = None
+    labels: tuple[str, ...] = field(default=())
+    shape: tuple[int, int, int] | None = None
+    sample_rate: int | None = None
+
+
+@dataclass(frozen=True)
+class AudioWindow:
+    """Audio as a node sees it on one tick: a mono buffer and where "now" is in it.
+
+    `samples` is float32 mono; `now` indexes the sample at the frame's time;
+    `final` is True when the buffer holds the whole track (offline), so
+    windows reaching past its end are zero-padded; when False (live) the
+    newest sample is samples[-1] and windows must end there. `program` is the
+    original channels, shape (n, channels), for the encoder's audio track.
+    """
+
+    samples: np.ndarray
+    now: int
+    sample_rate: int
+    final: bool = True
+    program: np.ndarray | None = None
+
+    def window(self, start: int, length: int) -> np.ndarray:
+        """Samples [start, start+length), zero-padded outside the buffer.
+
+        Live (not final) windows that would reach past the newest sample are
+        moved back to end at it: the future has not arrived yet.
+        """
+        n = len(self.samples)
+        if not self.final and start + length > n:
+            start = n - length
+        if 0 <= start and start + length <= n:
+            return self.samples[start:start + length]
+        out = np.zeros(length, dtype=np.float32)
+        lo, hi = max(start, 0), min(start + length, n)
+        if hi > lo:
+            out[lo - start:hi - start] = self.samples[lo:hi]
+        return out

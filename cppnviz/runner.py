@@ -1,0 +1,128 @@
+"""The offline scheduler: prepass for whole-track nodes, then tick by tick in topological order."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from .errors import CppnvizError, NodeRunError
+from .graph import Graph, Link
+from .timebase import tick
+
+log = logging.getLogger(__name__)
+
+
+def total_frames(graph: Graph, seconds: float | None = None) -> int:
+    """Frames in an offline run: the shortest source, cut to `seconds` if given."""
+    counts = [c for n in graph.nodes.values() if (c := n.frame_count()) is not None]
+    if seconds is not None:
+        counts.append(math.ceil(Fraction(str(seconds)) * graph.ctx.fps))
+    if not counts:
+        raise CppnvizError("the graph has no audio source to set its length; give --seconds")
+    return max(0, min(counts))
+
+
+class Scheduler:
+    """Runs a subset of a graph's nodes tick by tick and times each stage."""
+
+    def __init__(self, graph: Graph, names: list[str] | None = None):
+        self.graph = graph
+        self.names = names if names is not None else list(graph.nodes)
+        self.outputs: dict[tuple[str, str], Any] = {}
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def _inputs(self, name: str) -> dict[str, Any]:
+        def value(link: Link):
+            return self.outputs[(link.node, link.port)]
+        return {port: ([value(l) for l in v] if isinstance(v, list) else value(v))
+                for port, v in self.graph.links[name].items()}
+
+    def step(self, k: int) -> None:
+        """Run every node once for tick k."""
+        t = tick(k, self.graph.ctx.fps)
+        for name in self.names:
+            node = self.graph.nodes[name]
+            started = time.perf_counter()
+            try:
+                out = node.process(t, **self._inputs(name))
+            except (CppnvizError, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                raise NodeRunError(name, exc) from exc
+            self.seconds[node.stage] += time.perf_counter() - started
+            for port, value in (out or {}).items():
+                self.outputs[(name, port)] = value
+
+    def inputs_over(self, name: str, n_frames: int) -> dict[str, np.ndarray]:
+        """Run the upstream of `name` over every tick and stack what arrives at its inputs."""
+        collected: dict[str, list] = defaultdict(list)
+        for k in range(n_frames):
+            self.step(k)
+            for port, value in self._inputs(name).items():
+                collected[port].append(value)
+        return {port: np.stack(values) for port, values in collected.items()}
+
+
+def prepass(graph: Graph, n_frames: int, names: list[str]) -> float:
+    """Fit every whole-track node among `names` on its inputs over the whole run; return seconds."""
+    started = time.perf_counter()
+    for name in names:
+        node = graph.nodes[name]
+        if not node.whole_track():
+            continue
+        upstream = graph.upstream(name)[:-1]
+        for n in upstream:
+            graph.nodes[n].reset()
+        node.fit(Scheduler(graph, upstream).inputs_over(name, n_frames))
+        for n in upstream:
+            graph.nodes[n].reset()
+    return time.perf_counter() - started
+
+
+def run(graph: Graph, n_frames: int, *, names: list[str] | None = None,
+        on_tick: Callable[[int, Scheduler], None] | None = None) -> Scheduler:
+    """Run `names` (default all) for n_frames ticks; on any failure every node is aborted."""
+    names = names if names is not None else list(graph.nodes)
+    nodes = [graph.nodes[n] for n in names]
+    analysis = prepass(graph, n_frames, names)
+    scheduler = Scheduler(graph, names)
+    scheduler.seconds["analysis"] += analysis
+    for node in nodes:
+        node.reset()
+    started: list = []
+    try:
+        for node in nodes:
+            node.start()
+            started.append(node)
+        for k in range(n_frames):
+            scheduler.step(k)
+            if on_tick:
+                on_tick(k, scheduler)
+        for node in nodes:
+            began = time.perf_counter()
+            node.finish()
+            scheduler.seconds[node.stage] += time.perf_counter() - began
+    except BaseException:
+        for node in reversed(started):
+            try:
+                node.abort()
+            except Exception:  # log it, but the original failure is what the user must see
+                log.exception("while aborting node '%s'", node.name)
+        raise
+    return scheduler
+
+
+def collect(graph: Graph, name: str, port: str, n_frames: int) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Yield (frame, time, value) of one node's output over the run (for `cppnviz features`)."""
+    names = graph.upstream(name)
+    rows: list = []
+    run(graph, n_frames, names=names,
+        on_tick=lambda k, s: rows.append((k, float(Fraction(k) / graph.ctx.fps), np.asarray(s.outputs[(name, port)]))))
+    yield from rows

@@ -1,0 +1,52 @@
+"""Shared fixtures: real WAV files written with the standard library, and the real CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SR = 44100
+
+
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int = SR) -> Path:
+    """Write float samples in [-1, 1] (shape (n,) or (n, channels)) as 16-bit PCM."""
+    data = np.asarray(samples, dtype=np.float64)
+    channels = 1 if data.ndim == 1 else data.shape[1]
+    pcm = (np.clip(data, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm.tobytes())
+    return path
+
+
+def tone(freq: float, seconds: float, sample_rate: int = SR, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
+    return amplitude * np.sin(2 * np.pi * freq * t)
+
+
+def cppnviz_command() -> list[str]:
+    """The installed console script next to this Python, else `python -m cppnviz.cli`."""
+    script = shutil.which("cppnviz", path=os.path.dirname(sys.executable))
+    return [script] if script else [sys.executable, "-m", "cppnviz.cli"]
+
+
+def run_cli(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([*cppnviz_command(), *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture
+def wav(tmp_path):
+    """Factory: wav(samples, name='x.wav', sample_rate=44100) -> path of a real WAV file."""
+    def make(samples, name="audio.wav", sample_rate=SR):
+        return write_wav(tmp_path / name, samples, sample_rate)
+    return make
