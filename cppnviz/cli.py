@@ -148,7 +148,8 @@ def cmd_nodes(args) -> int:
             rng = f" [{p.get('min', '')}..{p.get('max', '')}]" if "min" in p or "max" in p else ""
             choices = f" {{{', '.join(p['choices'])}}}" if "choices" in p else ""
             unit = f" {p['unit']}" if p.get("unit") else ""
-            print(f"  param  {pname} = {p['default']!r}{unit} ({p['type']}{rng}{choices}): {p['doc']}")
+            value = "required" if p.get("required") else f"{p['default']!r}{unit}"
+            print(f"  param  {pname} = {value} ({p['type']}{rng}{choices}): {p['doc']}")
         print()
     return 0
 
