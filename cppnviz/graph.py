@@ -20,7 +20,7 @@ never be mistaken for a link.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +30,12 @@ from . import registry
 from .errors import CppnvizError, GraphError, ParamError, Problem
 from .node import Context, Node
 from .params import REQUIRED, Param
-from .ports import Spec
+from .ports import Input, Spec
 from .timebase import as_fraction
 
 NODE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-TOP_KEYS = ("fps", "offset_ms", "nodes")
+TOP_KEYS = ("fps", "offset_ms", "osc", "nodes")
+OSC_KEYS = ("send", "to")
 NODE_KEYS = ("type", "params", "inputs")
 
 
@@ -58,6 +59,8 @@ class Graph:
     links: dict[str, dict[str, Link | list[Link]]]
     specs: dict[tuple[str, str], Spec]
     path: Path | None = None
+    osc_send: list[Link] = field(default_factory=list)          # outputs sent over OSC every frame (live)
+    osc_to: list[tuple[str, int]] = field(default_factory=list)  # where to send them
 
     def of_type(self, type_name: str) -> list[Node]:
         return [n for n in self.nodes.values() if n.type_name == type_name]
@@ -166,13 +169,16 @@ def build_graph(data: Any, *, base_dir: Path, overrides=(), live: bool = False, 
         types[name] = cls
         values[name] = _check_params(name, cls, spec.get("params") or {}, base_dir, problems)
 
-    links = {name: _check_inputs(name, types[name], raw_nodes[name].get("inputs") or {}, types, problems)
+    # Links to a declared node that is itself broken were reported with that node: one line per mistake.
+    broken = {name for name in raw_nodes if name not in types}
+    links = {name: _check_inputs(name, types[name], raw_nodes[name].get("inputs") or {}, types, broken, problems)
              for name in types}
+    osc_send, osc_to = _check_osc(data.get("osc"), types, broken, problems)
     order = _topological_order(types, links, problems)
     if problems:
         raise GraphError(problems)
 
-    graph = Graph(ctx=ctx, nodes={}, links=links, specs={}, path=path)
+    graph = Graph(ctx=ctx, nodes={}, links=links, specs={}, path=path, osc_send=osc_send, osc_to=osc_to)
     failed: set[str] = set()
     for name in order:
         node = types[name](name, values[name], ctx)
@@ -187,11 +193,11 @@ def build_graph(data: Any, *, base_dir: Path, overrides=(), live: bool = False, 
         try:
             out_specs = node.configure(arriving)
         except GraphError as exc:
-            problems.extend(Problem(f"node '{name}'", str(p)) for p in exc.items)
+            problems.extend(_node_problem(name, str(p)) for p in exc.items)
             failed.add(name)
             continue
         except CppnvizError as exc:
-            problems.append(Problem(f"node '{name}'", str(exc)))
+            problems.append(_node_problem(name, str(exc)))
             failed.add(name)
             continue
         for out in types[name].outputs:
@@ -202,6 +208,17 @@ def build_graph(data: Any, *, base_dir: Path, overrides=(), live: bool = False, 
 
 
 # -- checks -----------------------------------------------------------------------
+
+_ABOUT = re.compile(r"^((?:param|input) '[^']*'): (.*)$", re.S)
+
+
+def _node_problem(name: str, message: str) -> Problem:
+    """A problem raised by a node's configure(), worded like the loader's own (node 'x' param 'y': ...)."""
+    about = _ABOUT.match(message)
+    if about:
+        return Problem(f"node '{name}' {about.group(1)}", about.group(2))
+    return Problem(f"node '{name}'", message)
+
 
 def _found(value: Any) -> str:
     if value is None:
@@ -229,6 +246,8 @@ def _apply_overrides(raw_nodes: dict, overrides, problems: list[Problem]) -> dic
         if not isinstance(spec, dict):
             problems.append(Problem(f"--set {node}.{param}", f"no node named '{node}' in the graph; nodes: {', '.join(map(str, merged))}"))
             continue
+        if not isinstance(spec.get("params") or {}, dict):
+            continue  # _check_params reports the malformed 'params'
         params = dict(spec.get("params") or {})
         params[param] = value
         spec["params"] = params
@@ -270,7 +289,7 @@ def resolve_path(decl: Param, value: Any, base_dir: Path) -> Any:
     return value
 
 
-def _check_inputs(name, cls, given, types, problems) -> dict[str, Link | list[Link]]:
+def _check_inputs(name, cls, given, types, broken, problems) -> dict[str, Link | list[Link]]:
     where = f"node '{name}'"
     if not isinstance(given, dict):
         problems.append(Problem(where, f"'inputs' must be a mapping of input ports to links, found {_found(given)}"))
@@ -287,7 +306,7 @@ def _check_inputs(name, cls, given, types, problems) -> dict[str, Link | list[Li
         if isinstance(value, list) and not decl.multiple:
             problems.append(Problem(f"{where} input '{port}'", f"takes one link, found a list of {len(value)}"))
             continue
-        resolved = [_check_link(f"{where} input '{port}'", decl, item, types, problems) for item in items]
+        resolved = [_check_link(f"{where} input '{port}'", decl, item, types, broken, problems) for item in items]
         if any(r is None for r in resolved):
             continue
         links[port] = resolved if decl.multiple else resolved[0]
@@ -297,12 +316,14 @@ def _check_inputs(name, cls, given, types, problems) -> dict[str, Link | list[Li
     return links
 
 
-def _check_link(where, decl, text, types, problems) -> Link | None:
+def _check_link(where, decl, text, types, broken, problems) -> Link | None:
     if not isinstance(text, str) or not text:
         problems.append(Problem(where, f"expected a link 'node.port', found {_found(text)}"))
         return None
     node, _, port = text.partition(".")
     src = types.get(node)
+    if src is None and node in broken:
+        return None
     if src is None:
         problems.append(Problem(where, f"links to unknown node '{node}' (found {text!r})"))
         return None
@@ -320,6 +341,41 @@ def _check_link(where, decl, text, types, problems) -> Link | None:
         problems.append(Problem(where, f"incompatible ports: '{node}.{port}' gives {out.kind}, this input expects {decl.kind}"))
         return None
     return Link(node, port)
+
+
+def parse_destination(text: Any) -> tuple[str, int] | None:
+    """'host:port' -> (host, port), or None if it is not one."""
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
+
+
+def _check_osc(section, types, broken, problems) -> tuple[list[Link], list[tuple[str, int]]]:
+    """The optional `osc:` section: `send: [node.port, ...]` features outputs, `to: ["host:port", ...]`."""
+    if section is None:
+        return [], []
+    if not isinstance(section, dict):
+        problems.append(Problem("'osc'", f"expected a mapping with {', '.join(OSC_KEYS)}, found {_found(section)}"))
+        return [], []
+    for key in section:
+        if key not in OSC_KEYS:
+            problems.append(Problem("'osc'", f"unknown key '{key}'; expected one of {', '.join(OSC_KEYS)}"))
+    sends = section.get("send") or []
+    tos = section.get("to") or []
+    if not isinstance(sends, list) or not isinstance(tos, list):
+        problems.append(Problem("'osc'", "send and to must be lists"))
+        return [], []
+    wants_features = Input("send", "features", "")
+    links = [_check_link("'osc' send", wants_features, item, types, broken, problems) for item in sends]
+    destinations = []
+    for item in tos:
+        dest = parse_destination(item)
+        if dest is None:
+            problems.append(Problem("'osc' to", f"expected 'host:port', found {_found(item)}"))
+        else:
+            destinations.append(dest)
+    return [link for link in links if link is not None], destinations
 
 
 def _topological_order(types, links, problems) -> list[str]:

@@ -77,6 +77,10 @@ class Node:
         """True when this node needs the whole track of its inputs before the first frame."""
         return False
 
+    def live_problem(self) -> str | None:
+        """Why this node cannot run live with its current params (and what to use instead), or None."""
+        return "it needs the whole track before the first frame" if self.whole_track() else None
+
     def fit(self, inputs: dict[str, np.ndarray]) -> None:
         """Receive every tick's inputs stacked along axis 0 (prepass, whole_track nodes only)."""
 

@@ -118,4 +118,8 @@ class AudioFile(Node):
         # A positive offset delays the pictures: frame k shows an earlier moment of the song.
         shift = math.floor(as_fraction(self.ctx.offset_ms) * sr / 1000 + Fraction(1, 2))
         now = sample_at(tick.index, sr, self.ctx.fps) - shift
+        if self.ctx.live:
+            # Live playback: only what has been played exists yet, so windows end at `now`.
+            return {"audio": AudioWindow(samples=self.mono[:max(now, 0)], now=now, sample_rate=sr, final=False,
+                                         program=self.program)}
         return {"audio": AudioWindow(samples=self.mono, now=now, sample_rate=sr, final=True, program=self.program)}

@@ -51,6 +51,11 @@ class Normalizer(Node):
     def whole_track(self) -> bool:
         return self.p.mode == "track_median"
 
+    def live_problem(self):
+        if self.p.mode == "track_median":
+            return "mode track_median needs the whole track; live, use mode: running_median (or running_mean)"
+        return None
+
     def fit(self, inputs):
         self.median = np.median(inputs["features"], axis=0).astype(np.float32)
 
@@ -119,6 +124,9 @@ class Smoother(Node):
 
     def whole_track(self) -> bool:
         return self.p.zero_lag
+
+    def live_problem(self):
+        return "zero_lag needs the whole track; live, set zero_lag: false" if self.p.zero_lag else None
 
     def reset(self):
         self.state = None

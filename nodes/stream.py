@@ -1,0 +1,76 @@
+"""Audio pushed in by a host (a TouchDesigner audio CHOP, a pyo input) instead of read from a file."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from cppnviz.errors import ParamError
+from cppnviz.node import Node
+from cppnviz.params import Param
+from cppnviz.ports import AudioWindow, Output, Spec
+
+
+class AudioIn(Node):
+    """Live audio pushed by a host: the graph's clock follows the samples received."""
+
+    type_name = "audio_in"
+    stage = "analysis"
+    outputs = (Output("audio", "audio", "the newest samples; `now` is the newest sample received"),)
+    params = (
+        Param("sample_rate", "int", 44100, "rate the graph analyses at; pushed audio at other rates is resampled",
+              min=8000, max=192000, unit="Hz"),
+        Param("history", "float", 2.0, "seconds of audio kept for analysis windows (at least one window)",
+              min=0.1, max=60, unit="s"),
+    )
+
+    def configure(self, inputs):
+        self.capacity = round(self.p.history * self.p.sample_rate)
+        self._lock = threading.Lock()
+        self.reset()
+        return {"audio": Spec("audio", sample_rate=self.p.sample_rate)}
+
+    def reset(self):
+        # Twice the history, compacted when full: appends and windows never copy the whole history.
+        self._buffer = np.zeros(2 * self.capacity, dtype=np.float32)
+        self._end = 0
+        self.received = 0  # samples pushed since reset, at sample_rate: the graph's clock
+
+    def push(self, samples: np.ndarray, rate: int | None = None) -> int:
+        """Append a block (mono (n,), or (channels, n) as a CHOP gives it); return samples received so far.
+
+        Safe to call from an audio thread while the graph runs.
+        """
+        block = np.asarray(samples, dtype=np.float32)
+        if block.ndim == 2:
+            block = block.mean(axis=0)
+        if block.ndim != 1:
+            raise ParamError(f"audio_in '{self.name}': expected samples shaped (n,) or (channels, n), found {block.shape}")
+        rate = rate or self.p.sample_rate
+        if rate != self.p.sample_rate and len(block):
+            block = _resample(block, rate, self.p.sample_rate)
+        with self._lock:
+            self.received += len(block)
+            block = block[-self.capacity:]
+            if self._end + len(block) > len(self._buffer):
+                keep = self.capacity - len(block)
+                self._buffer[:keep] = self._buffer[self._end - keep:self._end]
+                self._end = keep
+            self._buffer[self._end:self._end + len(block)] = block
+            self._end += len(block)
+            return self.received
+
+    def process(self, tick):
+        with self._lock:
+            # A copy of the kept history only: the audio thread may append while nodes read it.
+            start = max(0, self._end - self.capacity)
+            samples = self._buffer[start:self._end].copy()
+        return {"audio": AudioWindow(samples, now=len(samples), sample_rate=self.p.sample_rate, final=False)}
+
+
+def _resample(block: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Linear-interpolation resampling of one block: enough for analysis, never for the program track."""
+    n_out = max(1, round(len(block) * rate_out / rate_in))
+    positions = np.arange(n_out) * (rate_in / rate_out)
+    return np.interp(positions, np.arange(len(block)), block).astype(np.float32)
