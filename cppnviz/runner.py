@@ -105,11 +105,12 @@ def run(graph: Graph, n_frames: int, *, names: list[str] | None = None,
             scheduler.step(k)
             if on_tick:
                 on_tick(k, scheduler)
-        for node in nodes:
+        while started:
             began = time.perf_counter()
-            node.finish()
-            scheduler.seconds[node.stage] += time.perf_counter() - began
+            started[0].finish()
+            scheduler.seconds[started.pop(0).stage] += time.perf_counter() - began
     except BaseException:
+        # Only nodes not yet finished are aborted: a published output stays published.
         for node in reversed(started):
             try:
                 node.abort()
