@@ -125,12 +125,15 @@ def write_atomically(path: Path, text: str) -> None:
     folder = path.expanduser().resolve().parent
     if not folder.is_dir():
         raise OutputError(f"output '{path}': folder {folder} does not exist")
+    tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".partial")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
     except OSError as exc:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
         raise OutputError(f"output '{path}': cannot write: {exc.strerror or exc}") from None
 
 
@@ -214,10 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except CppnvizError as exc:
-        where = f"{args.graph}: " if isinstance(exc, GraphError) and getattr(args, "graph", None) else ""
+        graph = str(getattr(args, "graph", "") or "")
         for line in exc.problems():
+            # Name the graph file once, unless the problem already starts with it.
+            where = f"{graph}: " if isinstance(exc, GraphError) and graph and not line.startswith(graph) else ""
             print(f"error: {where}{line}", file=sys.stderr)
         return EXIT_USER
+    except BrokenPipeError:
+        # `cppnviz nodes | head`: the reader left; stop quietly like other command-line tools.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("error: interrupted; no output was written", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -86,6 +86,7 @@ class Param:
         unless `clamp` is set (live controllers clamp, files and --set do not).
         """
         wrong = ParamError(f"expected {self.expected()}, found {_describe(value)}")
+        raw = value
         t = self.type
         if t == "bool":
             if not isinstance(value, bool):
@@ -103,7 +104,7 @@ class Param:
             items = value if isinstance(value, (list, tuple)) else [value]
             if not items or not all(_is_number(v) for v in items):
                 raise wrong
-            checked = [self._in_range(float(v), clamp, wrong) for v in items]
+            checked = [self._in_range(float(v), clamp, v) for v in items]
             values = [v for v, _ in checked]
             clamped = any(c for _, c in checked)
             return (values if isinstance(value, (list, tuple)) else values[0]), clamped
@@ -112,14 +113,16 @@ class Param:
                 value = int(value)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise wrong
-            v, clamped = self._in_range(value, clamp, wrong)
+            v, clamped = self._in_range(value, clamp, raw)
             return int(v), clamped
         # float
         if not _is_number(value):
             raise wrong
-        return self._in_range(float(value), clamp, wrong)
+        return self._in_range(float(value), clamp, value)
 
-    def _in_range(self, value, clamp: bool, wrong: ParamError):
+    def _in_range(self, value, clamp: bool, raw: Any):
+        """Check one coerced number; `raw` is what the user wrote, for the message."""
+        wrong = ParamError(f"expected {self.expected()}, found {_describe(raw)}")
         if isinstance(value, float) and not math.isfinite(value):
             raise wrong
         low = self.min if self.min is not None else value
@@ -127,8 +130,9 @@ class Param:
         if low <= value <= high:
             return value, False
         if not clamp:
-            raise ParamError(f"expected {self.expected()}, found {_describe(value)}")
-        return min(max(value, low), high), True
+            raise wrong
+        # The bound may be declared as an int; a float param must still give a float.
+        return type(value)(min(max(value, low), high)), True
 
     def normalized(self, fraction: float) -> Any:
         """Map 0..1 onto this param's range (for controllers that send 0..1)."""
@@ -136,7 +140,8 @@ class Param:
             raise ParamError(f"param '{self.name}' has no range to map 0..1 onto")
         fraction = min(max(float(fraction), 0.0), 1.0)
         value = self.min + fraction * (self.max - self.min)
-        return round(value) if self.type == "int" else value
+        # Halves round up (round() would send 2.5 to 2 but 3.5 to 4: uneven knob steps).
+        return math.floor(value + 0.5) if self.type == "int" else value
 
     def describe(self) -> dict:
         """Plain data for the manifest and `cppnviz nodes --json`."""
