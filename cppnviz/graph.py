@@ -200,6 +200,7 @@ def build_graph(data: Any, *, base_dir: Path, overrides=(), live: bool = False, 
             problems.append(_node_problem(name, str(exc)))
             failed.add(name)
             continue
+        node.output_specs = out_specs
         for out in types[name].outputs:
             graph.specs[(name, out.name)] = out_specs[out.name]
     if problems:

@@ -47,6 +47,7 @@ class Node:
         self.ctx = ctx
         self.p = SimpleNamespace(**values)
         self.input_specs: dict[str, Any] = {}
+        self.output_specs: dict[str, Spec] | None = None  # set when the graph is built
 
     # -- declarations -------------------------------------------------------
     @classmethod
@@ -110,10 +111,20 @@ class Node:
         except KeyError:
             raise ParamError(f"node '{self.name}' has no param '{name}'") from None
         value, clamped = decl.check(value, clamp=clamp)
+        old = getattr(self.p, name)
         setattr(self.p, name, value)
-        self.param_changed(name)
+        try:
+            specs = self.param_changed(name)
+            if self.output_specs is not None and specs is not None and specs != self.output_specs:
+                raise ParamError(f"node '{self.name}' param '{name}': cannot change to {value!r} while running: "
+                                 f"it changes what the node's outputs carry (size or shape)")
+        except Exception:
+            # Leave the node exactly as it was: the running graph was built around the old value.
+            setattr(self.p, name, old)
+            self.param_changed(name)
+            raise
         return clamped
 
-    def param_changed(self, name: str) -> None:
-        """React to a param change between ticks; the default re-runs configure()."""
-        self.configure(self.input_specs)
+    def param_changed(self, name: str) -> dict[str, Spec] | None:
+        """React to a param change between ticks; the default re-runs configure() and returns its specs."""
+        return self.configure(self.input_specs)

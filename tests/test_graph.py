@@ -575,3 +575,20 @@ def test_describe_is_plain_data():
     assert INT.describe() == {"type": "int", "doc": "an int", "default": 4, "min": 0, "max": 10}
     assert Param("p", "path", REQUIRED, "a file").describe()["required"] is True
     assert CHOICE.describe()["choices"] == ["a", "b"]
+
+
+def test_a_param_change_that_would_reshape_an_output_is_refused_and_reverted(tmp_path):
+    """Mid-run, downstream nodes were built for the old shape: the change must not half-apply."""
+    import numpy as np
+    from conftest import write_wav
+    wav_path = write_wav(tmp_path / "a.wav", np.zeros(44100))
+    graph = build_graph({"fps": 30, "nodes": {
+        "audio": {"type": "audio_file", "params": {"path": str(wav_path)}},
+        "bands": {"type": "stft_bands", "inputs": {"audio": "audio.audio"}, "params": {"bands": "mel", "n_mels": 8}},
+    }}, base_dir=tmp_path)
+    bands = graph.nodes["bands"]
+    with pytest.raises(ParamError, match="cannot change to 12 while running"):
+        bands.set_param("n_mels", 12)
+    assert bands.p.n_mels == 8 and bands.matrix.shape[0] == 8
+    assert bands.set_param("window", "none") is False  # a change that keeps the shape applies
+    assert bands.p.window == "none" and bands.taper is None

@@ -1,0 +1,1 @@
+"""OSC for live shows: param control from controllers, feature output, OSCQuery discovery."""
