@@ -36,6 +36,7 @@ class AudioIn(Node):
         self._buffer = np.zeros(2 * self.capacity, dtype=np.float32)
         self._end = 0
         self.received = 0  # samples pushed since reset, at sample_rate: the graph's clock
+        self._converter = None
 
     def push(self, samples: np.ndarray, rate: int | None = None) -> int:
         """Append a block (mono (n,), or (channels, n) as a CHOP gives it); return samples received so far.
@@ -48,9 +49,9 @@ class AudioIn(Node):
         if block.ndim != 1:
             raise ParamError(f"audio_in '{self.name}': expected samples shaped (n,) or (channels, n), found {block.shape}")
         rate = rate or self.p.sample_rate
-        if rate != self.p.sample_rate and len(block):
-            block = _resample(block, rate, self.p.sample_rate)
         with self._lock:
+            if rate != self.p.sample_rate and len(block):
+                block = self._resampler(rate).feed(block)
             self.received += len(block)
             block = block[-self.capacity:]
             if self._end + len(block) > len(self._buffer):
@@ -61,6 +62,11 @@ class AudioIn(Node):
             self._end += len(block)
             return self.received
 
+    def _resampler(self, rate: int) -> "_Resampler":
+        if self._converter is None or self._converter.rate_in != rate:
+            self._converter = _Resampler(rate, self.p.sample_rate)
+        return self._converter
+
     def process(self, tick):
         with self._lock:
             # A copy of the kept history only: the audio thread may append while nodes read it.
@@ -69,8 +75,30 @@ class AudioIn(Node):
         return {"audio": AudioWindow(samples, now=len(samples), sample_rate=self.p.sample_rate, final=False)}
 
 
-def _resample(block: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """Linear-interpolation resampling of one block: enough for analysis, never for the program track."""
-    n_out = max(1, round(len(block) * rate_out / rate_in))
-    positions = np.arange(n_out) * (rate_in / rate_out)
-    return np.interp(positions, np.arange(len(block)), block).astype(np.float32)
+class _Resampler:
+    """Linear-interpolation resampling of a stream, block by block, without drift.
+
+    Output sample j sits at input position j * rate_in / rate_out, counted from the
+    stream's start, so block boundaries never round the clock. Enough for analysis;
+    never used for a program track.
+    """
+
+    def __init__(self, rate_in: int, rate_out: int):
+        self.rate_in, self.rate_out = rate_in, rate_out
+        self.consumed = 0   # input samples seen
+        self.produced = 0   # output samples made
+        self.last = None    # the previous block's last sample, to interpolate across the boundary
+
+    def feed(self, block: np.ndarray) -> np.ndarray:
+        first = self.consumed
+        self.consumed += len(block)
+        # Outputs whose input position is within what has arrived: j * in/out <= consumed - 1.
+        end = (self.consumed - 1) * self.rate_out // self.rate_in + 1
+        positions = np.arange(self.produced, end, dtype=np.float64) * self.rate_in / self.rate_out
+        self.produced = end
+        if self.last is None:
+            xs, values = np.arange(first, self.consumed), block
+        else:
+            xs, values = np.arange(first - 1, self.consumed), np.concatenate(([self.last], block))
+        self.last = block[-1]
+        return np.interp(positions, xs, values).astype(np.float32)

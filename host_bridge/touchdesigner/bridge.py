@@ -1,0 +1,262 @@
+"""The TouchDesigner side of the bridge: parameters and audio read on the main thread, pictures and channels shown.
+
+A Bridge is given its handles (the `td` module, and the operator on each call) instead of
+looking operators up by name, so it runs the same inside TouchDesigner and against the test's
+stand-in. Every TouchDesigner object is touched here, in the callbacks, on the main thread; the
+graph runs in a Pipeline, inline or (Async on) on a worker thread that only sees plain data.
+
+Errors. A mistake the user can fix (a missing graph file, a bad graph, an unusable audio CHOP, a
+wrong parameter value) is shown with scriptOp.addError, one line per problem, on every cook
+while it lasts; nothing runs until it is fixed, and the cook after the fix starts from a fresh
+graph. A bug (any other exception) is raised from the callback once, so TouchDesigner shows it
+as a script error with its traceback in the textport; later cooks show it with addError until
+the graph file changes or Reload is pressed. Warnings (a clamped value, an offset the pushed
+audio cannot apply) use scriptOp.addWarning. TouchDesigner clears an operator's messages at
+every cook, so they are added again on each cook while they hold.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cppnviz.errors import AudioError, CppnvizError
+
+from . import frames, pages
+from .layout import Layout
+from .pages import FIXED_PAGE, Fixed
+from .pipeline import AsyncDriver, Job, Outcome, Pipeline
+
+AUTO = "auto"
+
+GRAPH = Fixed("Graph", "File", "Graph", "the cppnviz graph file (.yaml)", "")
+AUDIOCHOP = Fixed("Audiochop", "OP", "Audio CHOP", "a time-sliced audio CHOP (Audio Device In): its samples drive "
+                  "the graph, replacing the graph's audio_file; empty: the graph's own audio file, paced by time")
+RELOAD = Fixed("Reload", "Pulse", "Reload", "read the graph file again (its values replace the ones set here)")
+RESET = Fixed("Reset", "Pulse", "Reset", "clear every node's state and restart at frame 0")
+
+
+def _plain(style: str, value: Any) -> Any:
+    """A parameter's value as a plain Python value of its style (a toggle may evaluate to 0/1)."""
+    if style == "Toggle":
+        return bool(value)
+    if style == "Int":
+        return int(value)
+    if style == "Float":
+        return float(value)
+    return str(value)
+
+
+class Bridge:
+    """One Script operator's cppnviz graph. Subclasses say what is shown (a picture, channels)."""
+
+    kind = "frame"
+    fixed: tuple[Fixed, ...] = ()
+    target_par = "Output"
+
+    def __init__(self, td: Any):
+        self.td = td
+        self.pipeline = Pipeline(self.kind)
+        self.driver: AsyncDriver | None = None
+        self.layout: Layout | None = None
+        self.seen: dict[str, Any] = {}              # TD name -> the value last read or written
+        self.pulses: set[str] = set()
+        self.notes: dict[str, tuple[str, str]] = {}  # TD name -> (level, text) about its value
+        self.warnings: list[str] = []
+        self.error: BaseException | None = None
+        self.raised: BaseException | None = None
+        self.image: Any = None     # the newest picture; holding it keeps a GPU source alive for its copy
+        self.features: tuple | None = None
+        self.frame: int | None = None
+
+    # -- callbacks --------------------------------------------------------------------------
+    def setup_parameters(self, op) -> None:
+        """Build the 'cppnviz' page and, once a graph is loaded, its node pages (values kept)."""
+        pages.build_fixed_page(op, self.fixed)
+        if self.layout is not None:
+            pages.build_node_pages(op, self.layout, keep_values=True)
+            self._remember(op)
+
+    def pulse(self, par) -> None:
+        # Handled at the next cook, where the graph is touched: onPulse only takes note.
+        if par.name in ("Reload", "Reset"):
+            self.pulses.add(par.name)
+
+    def cook(self, op) -> None:
+        # Reading a time value makes TouchDesigner 2023 cook this operator every frame.
+        _ = self.td.absTime.frame
+        if not any(page.name == FIXED_PAGE for page in op.customPages):
+            self.setup_parameters(op)
+        try:
+            job = self._job(op)
+        except CppnvizError as exc:  # an unusable audio CHOP: shown like any other user mistake
+            outcome = Outcome(running=False, error=exc)
+        else:
+            outcome = self._run(op, job)
+        self._show(op, outcome)
+
+    def close(self) -> None:
+        """Stop the worker thread, if any (the operator is going away)."""
+        if self.driver is not None:
+            self.driver.close()
+            self.driver = None
+
+    # -- main thread: read TouchDesigner ------------------------------------------------------
+    def _audio_chop(self, op):
+        return op.par.Audiochop.eval()
+
+    def _async(self, op) -> bool:
+        return False
+
+    def _dtype(self, op) -> str:
+        return "uint8"
+
+    def _job(self, op) -> Job:
+        chop = self._audio_chop(op)
+        job = Job(graph=str(op.par.Graph.eval()), target=str(getattr(op.par, self.target_par).eval()),
+                  pushed=chop is not None, seconds=float(self.td.absTime.seconds),
+                  generation=self.layout.generation if self.layout else 0,
+                  reload="Reload" in self.pulses, reset="Reset" in self.pulses, dtype=self._dtype(op))
+        self.pulses.clear()
+        if chop is not None:
+            if not chop.isTimeSlice:
+                # A CHOP that is not time-sliced gives its whole buffer every cook: pushed again and
+                # again, it would run the clock too fast.
+                raise AudioError(f"Audiochop {chop.path}: not time-sliced; use an Audio Device In CHOP "
+                                 f"(or another time-sliced audio CHOP)")
+            # A copy: TouchDesigner may reuse the CHOP's memory after this cook.
+            job.audio = np.array(chop.numpyArray(), dtype=np.float32, copy=True)
+            job.rate = float(chop.rate)
+        if self.layout is not None:
+            for spec in self.layout.specs:
+                value = _plain(spec.style, getattr(op.par, spec.name).eval())
+                if value != self.seen.get(spec.name):
+                    self.seen[spec.name] = value
+                    job.changes.append((spec.name, spec.node, spec.param, value))
+        return job
+
+    def _run(self, op, job: Job) -> Outcome:
+        if self._async(op):
+            if self.driver is None:
+                self.driver = AsyncDriver(self.pipeline)
+            self.driver.submit(job)
+            return self.driver.take()
+        pending = Outcome()
+        if self.driver is not None:  # Async switched off: finish what is queued, then run inline
+            self.driver.close()
+            pending = self.driver.take()
+            self.driver = None
+        pending.merge(self.pipeline.handle(job))
+        return pending
+
+    # -- main thread: show --------------------------------------------------------------------
+    def _show(self, op, outcome: Outcome) -> None:
+        if outcome.layout is not None:
+            self._apply_layout(op, outcome.layout)
+        if outcome.warnings is not None:
+            self.warnings = outcome.warnings
+        for name, note in outcome.notes.items():
+            if note is None:
+                self.notes.pop(name, None)
+            else:
+                self.notes[name] = note
+        if outcome.running is True:
+            self.error = None
+        elif outcome.running is False:
+            self.error = outcome.error
+            self.image = self.features = None
+        if outcome.image is not None:
+            self.image = outcome.image
+        if outcome.features is not None:
+            self.features = outcome.features
+        if outcome.frame is not None:
+            self.frame = outcome.frame
+        for text in self.warnings:
+            op.addWarning(text)
+        for level, text in self.notes.values():
+            (op.addWarning if level == "warning" else op.addError)(text)
+        self._output(op)
+        if self.error is not None:
+            self._report(op, self.error)
+
+    def _report(self, op, exc: BaseException) -> None:
+        if isinstance(exc, CppnvizError):
+            for line in exc.problems():
+                op.addError(line)
+            return
+        if exc is not self.raised:
+            self.raised = exc
+            raise RuntimeError(f"cppnviz: internal error: {type(exc).__name__}: {exc}") from exc
+        op.addError(f"cppnviz: internal error (traceback in the textport): {type(exc).__name__}: {exc}")
+
+    def _apply_layout(self, op, layout: Layout) -> None:
+        menu = getattr(op.par, self.target_par)
+        names = [AUTO, *layout.targets]
+        chosen = menu.eval()
+        menu.menuNames, menu.menuLabels = names, names
+        menu.val = chosen if chosen in names else AUTO
+        pages.build_node_pages(op, layout, keep_values=False)
+        self.layout = layout
+        self.notes.clear()  # they were about values the new layout has just replaced
+        self._remember(op)
+
+    def _remember(self, op) -> None:
+        self.seen = {spec.name: _plain(spec.style, getattr(op.par, spec.name).eval()) for spec in self.layout.specs}
+
+    def _output(self, op) -> None:
+        raise NotImplementedError
+
+
+class TopBridge(Bridge):
+    """A Script TOP showing one of the graph's pictures."""
+
+    kind = "frame"
+    target_par = "Output"
+    fixed = (
+        GRAPH,
+        Fixed("Output", "Menu", "Output", "which picture to show: node.port (auto: the last one in the graph)",
+              AUTO, (AUTO,)),
+        AUDIOCHOP, RELOAD, RESET,
+        Fixed("Async", "Toggle", "Async", "render on a worker thread; each cook shows the newest finished frame",
+              False),
+        Fixed("Dtype", "Menu", "Dtype", "pixel format handed to TouchDesigner: uint8 (8-bit) or float32",
+              "uint8", frames.DTYPES),
+    )
+
+    def _async(self, op) -> bool:
+        return bool(op.par.Async.eval())
+
+    def _dtype(self, op) -> str:
+        return str(op.par.Dtype.eval())
+
+    def _output(self, op) -> None:
+        if self.image is not None:
+            frames.copy_to_top(op, self.image, self.td)
+
+
+class ChopBridge(Bridge):
+    """A Script CHOP with one channel per feature value of one graph output, one sample per frame."""
+
+    kind = "features"
+    target_par = "Features"
+    fixed = (
+        GRAPH,
+        Fixed("Features", "Menu", "Features", "which features output: node.port (auto: the one feeding the picture)",
+              AUTO, (AUTO,)),
+        AUDIOCHOP, RELOAD, RESET,
+    )
+
+    def _audio_chop(self, op):
+        # Wired in (as setup_network does) or named on the Audiochop parameter.
+        return op.inputs[0] if op.inputs else op.par.Audiochop.eval()
+
+    def _output(self, op) -> None:
+        op.clear()
+        if self.features is None:
+            return
+        names, values = self.features
+        op.rate = self.layout.fps        # the documented order: rate before numSamples
+        op.numSamples = 1
+        for name, value in zip(names, values):
+            op.appendChan(name).vals = [float(value)]
