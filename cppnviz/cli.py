@@ -187,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node", metavar="NODE", help="node whose first output to write (default: the node feeding the CPPN)")
     p.add_argument("--out", dest="csv", metavar="FILE.csv", help="CSV file to write (default: standard output)")
     graph_command("check", cmd_check, "validate a graph without rendering")
+    from .cli_live import add_live_commands  # live and devices: pyo loads only when they run
+    add_live_commands(sub)
     p = sub.add_parser("nodes", help="list node types, ports and params")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_nodes)

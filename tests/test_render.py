@@ -81,23 +81,24 @@ def test_video_and_audio_last_as_long_as_the_input(tmp_path, wav, seconds, fps):
 
 
 def first_changed_frame(frames: np.ndarray) -> int:
-    """The first frame that differs clearly from the quiet opening frames."""
+    """The first frame that differs clearly from the silent opening frames."""
     change = np.abs(frames - frames[:5].mean(axis=0)).mean(axis=(1, 2, 3))
-    quiet = change[:5].max()
-    return int(np.argmax(change > max(4 * quiet, 2.0)))
+    changed = np.flatnonzero(change > max(4 * change[:5].max(), 2.0))
+    assert len(changed), "the picture never changed"
+    return int(changed[0])
 
 
 @pytest.mark.parametrize("fps", [30, 60])
 def test_a_click_changes_the_picture_at_its_frame(tmp_path, wav, fps):
     t = 1.3
-    audio = wav(noisy_track(2.0, clicks=[t]))
+    audio = wav(noisy_track(2.0, clicks=[t], level=0.0))  # digital silence: a still picture until the click
     assert run_cli("render", graph_file(tmp_path, audio, fps=fps), "--quiet").returncode == 0
     changed = first_changed_frame(decoded_frames(tmp_path / "out.mp4"))
     assert abs(changed - round(t * fps)) <= 1, (changed, round(t * fps))
 
 
 def test_offset_ms_delays_the_pictures(tmp_path, wav):
-    audio = wav(noisy_track(2.0, clicks=[1.0]))
+    audio = wav(noisy_track(2.0, clicks=[1.0], level=0.0))
     assert run_cli("render", graph_file(tmp_path, audio, offset_ms=200), "--quiet").returncode == 0
     changed = first_changed_frame(decoded_frames(tmp_path / "out.mp4"))
     assert abs(changed - round(1.2 * 30)) <= 1
@@ -138,7 +139,11 @@ def test_features_csv_has_a_row_per_frame(tmp_path, wav):
     assert len(lines) == 1 + 30
     row = lines[16].split(",")
     assert row[0] == "15" and float(row[1]) == pytest.approx(0.5)
-    values = [float(v) for v in row[2:]]
+    # A steady tone divided by its own track median is 0.5 (the gain) wherever it has energy.
+    assert float(row[2 + 3]) == pytest.approx(0.5, abs=1e-3)
+    raw = run_cli("features", graph_file(tmp_path, audio), "--node", "bands")
+    assert raw.returncode == 0, raw.stderr
+    values = [float(v) for v in raw.stdout.splitlines()[16].split(",")[2:]]
     assert int(np.argmax(values)) == 3  # 1 kHz lies in the 603-1292 Hz band
 
 

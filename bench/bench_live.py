@@ -1,0 +1,185 @@
+"""Live runner: (a) audio-to-picture latency of clicks, (b) sustained frame rate of examples/mixed.yaml.
+
+Both run on pyo's null backend (no sound card; the audio clock is paced by the
+wall clock, so every figure is real time). Latency is measured on that clock:
+from the moment a click's sample has been played (or captured) to the moment
+the first frame whose analysis window holds it is ready (sent and shown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+import wave
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from cppnviz import live
+from cppnviz.graph import build_graph, load_graph
+from cppnviz.runner import Scheduler
+
+ROOT = Path(__file__).resolve().parent.parent
+SR = 44100
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def write_wav(path: Path, samples: np.ndarray) -> Path:
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SR)
+        w.writeframes(pcm.tobytes())
+    return path
+
+
+class Recorder:
+    """Keeps each frame's band values (a FeatureSender stand-in)."""
+
+    def __init__(self, link):
+        self.link = link
+        self.values: dict[int, np.ndarray] = {}
+
+    def send(self, tick, outputs):
+        self.values[tick.index] = np.array(outputs[self.link], copy=True)
+
+
+# -- (a) latency --------------------------------------------------------------------------------
+
+def click_track(seconds: float, every: float, rng) -> tuple[np.ndarray, list[int]]:
+    """Silence with a 1 ms click every `every` s, at random offsets so clicks fall anywhere within a frame."""
+    n = round(seconds * SR)
+    audio = np.zeros(n)
+    clicks = []
+    for start in np.arange(0.5, seconds - 0.5, every):
+        c = round((start + rng.uniform(0, 0.05)) * SR)
+        audio[c:c + 44] = 0.9
+        clicks.append(c)
+    return audio, clicks
+
+
+def latency(folder: Path, fps: int, n_fft: int, capture: bool, seconds: float) -> dict:
+    audio, clicks = click_track(seconds, 0.25, np.random.default_rng(1))
+    song = write_wav(folder / "clicks.wav", audio)
+    nodes = {"audio": {"type": "audio_in", "params": {"sample_rate": SR}} if capture else
+             {"type": "audio_file", "params": {"path": str(song), "normalize": False}},
+             "bands": {"type": "stft_bands", "inputs": {"audio": "audio.audio"},
+                       "params": {"n_fft": n_fft, "align": "end", "bands": "octave8", "window": "none"}}}
+    data = {"fps": fps, "nodes": nodes, "osc": {"send": ["bands.bands"]}}
+    graph = build_graph(data, base_dir=folder, live=True)
+    source = live.audio_source(graph)
+    if capture:
+        clock = live.AudioClock(SR, backend="null", capture=source.push, signal=audio.astype(np.float32))
+    else:
+        clock = live.AudioClock(SR, backend="null", play=source.program)
+    recorder = Recorder(("bands", "bands"))
+    run = live.LiveRun(graph, clock, sender=recorder, seconds=seconds)
+    stats = run.run()
+    records = sorted(stats.records)
+    quiet = max(float(v.sum()) for v in recorder.values.values()) * 0.01
+    ms = []
+    missed = 0
+    for c in clicks:
+        # The first frame ready after the click whose window holds it: newest sample past c, oldest before.
+        frame = next((r for r in records if r.newest > c and r.newest - n_fft <= c), None)
+        if frame is None or recorder.values[frame.index].sum() <= quiet:
+            missed += 1
+            continue
+        ms.append(1000 * (frame.done - c) / SR)
+    ms = np.array(ms)
+    return {"clicks": len(clicks), "missed": missed, "mean": ms.mean(), "p50": np.median(ms),
+            "p95": np.percentile(ms, 95), "max": ms.max(), "dropped": stats.dropped, "frames": stats.frames,
+            "starved": stats.starved + stats.lost, "max_late_ms": 1000 * clock.max_late_s}
+
+
+# -- (b) sustained frame rate --------------------------------------------------------------------
+
+def sustained(graph_path: Path, size: int, seconds: float, window: bool) -> dict:
+    overrides = [("norm", "mode", "running_median"), ("cppn", "width", size), ("cppn", "height", size)]
+    graph = load_graph(graph_path, overrides, live=True)
+    source = live.audio_source(graph)
+    clock = live.AudioClock(source.p.sample_rate, backend="null", play=source.program)
+    preview = None
+    if window:
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        preview = live.PreviewWindow()
+    run = live.LiveRun(graph, clock, window=preview, seconds=seconds)
+    try:
+        stats = run.run()
+    finally:
+        if preview is not None:
+            preview.close()
+    # Reference measured in this run: the same nodes stepped back to back, as fast as they go, offline.
+    offline = load_graph(graph_path, overrides, live=False)
+    scheduler = Scheduler(offline, run.names)
+    for node in run.names:
+        offline.nodes[node].reset()
+    n = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < 5.0:
+        scheduler.step(n)
+        n += 1
+    offline_fps = n / (time.perf_counter() - started)
+    return {"fps": stats.fps_achieved, "frames": stats.frames, "dropped": stats.dropped,
+            "starved": stats.starved, "max_late_ms": 1000 * clock.max_late_s,
+            "lat_mean": 1000 * stats.latency_mean, "lat_max": 1000 * stats.latency_max,
+            "offline_fps": offline_fps, "graph_fps": float(graph.ctx.fps), "nodes": run.names}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--graph", default=str(ROOT / "examples" / "mixed.yaml"))
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each run")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--no-window", action="store_true", help="(b) without the preview window (SDL dummy)")
+    args = parser.parse_args()
+    pyo = live.import_pyo()  # for its version in the header
+
+    print(f"# {datetime.now():%Y-%m-%d %H:%M} | {cpu_model()} | {os.cpu_count()} cores | "
+          f"Python {platform.python_version()} | numpy {np.__version__} | pyo {pyo.PYO_VERSION} | "
+          f"load average {load()}")
+    print(f"# null audio backend: pyo (double precision) manual server, {live.BUFFER_SIZE}-sample buffers paced by the "
+          "wall clock; no Python on the audio path, the render thread keeps rings of audio seconds ahead")
+    print()
+    print("## (a) audio-to-picture latency: click played/captured -> first frame holding it is ready")
+    print("| path | fps | n_fft | clicks | missed | mean ms | median ms | p95 ms | max ms | frames | dropped | "
+          "audio samples starved/lost | null clock max lateness ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for capture in (False, True):
+            r = latency(Path(tmp), 60, 2048, capture, args.seconds / 2)
+            print(f"| {'capture (audio_in)' if capture else 'file playback'} | 60 | 2048 | {r['clicks']} | "
+                  f"{r['missed']} | {r['mean']:.1f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['max']:.1f} | "
+                  f"{r['frames']} | {r['dropped']} | {r['starved']} | {r['max_late_ms']:.1f} |", flush=True)
+    print()
+    print(f"## (b) sustained frame rate: {Path(args.graph).name} live at {args.size}x{args.size} "
+          f"(norm.mode running_median), {args.seconds:g} s, preview window {'off' if args.no_window else 'on (SDL dummy)'}")
+    r = sustained(Path(args.graph), args.size, args.seconds, not args.no_window)
+    print("| fps achieved | frames | dropped | audio samples starved | null clock max lateness ms | latency mean ms | "
+          "latency max ms | offline fps (same nodes, back to back) | headroom: offline fps / graph fps |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| {r['fps']:.1f} | {r['frames']} | {r['dropped']} | {r['starved']} | {r['max_late_ms']:.1f} | "
+          f"{r['lat_mean']:.1f} | {r['lat_max']:.1f} | {r['offline_fps']:.1f} | {r['offline_fps'] / r['graph_fps']:.2f} |")
+    print(f"# nodes run live: {', '.join(r['nodes'])} | load average after {load()}")
+
+
+if __name__ == "__main__":
+    main()
