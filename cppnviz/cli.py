@@ -16,6 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from . import __version__, manifest, registry, runner
+from .argtypes import positive_seconds
 from .errors import CppnvizError, GraphError, NodeRunError, OutputError, Problem
 from .graph import Graph, load_graph, parse_assignment, read_graph_file
 
@@ -173,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("graph", help="graph file (YAML)")
         p.add_argument("--set", action="append", metavar="NODE.PARAM=VALUE",
                        help="override a param (validated like the file); repeatable")
-        p.add_argument("--seconds", type=_positive_float, metavar="S", help="only the first S seconds")
+        p.add_argument("--seconds", type=positive_seconds, metavar="S", help="only the first S seconds")
         p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
         p.set_defaults(func=func)
         return p
@@ -195,16 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("manifest", help="print plugin.yaml, generated from the node classes")
     p.set_defaults(func=cmd_manifest)
     return parser
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, found {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, found {text!r}")
-    return value
 
 
 def _interrupt(signum, frame):

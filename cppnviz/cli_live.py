@@ -8,6 +8,7 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
+from .argtypes import positive_seconds
 from .errors import GraphError, Problem
 from .graph import Graph, build_graph, parse_assignment, parse_destination, read_graph_file
 
@@ -37,7 +38,7 @@ def add_live_commands(subparsers) -> None:
     p.add_argument("--audio-backend", choices=("pyo", "jack", "null"), default="pyo",
                    help="pyo: the sound card through PortAudio (default); jack: a running JACK server; "
                         "null: no sound card, the clock paced by the wall clock (CI, headless machines)")
-    p.add_argument("--seconds", type=_positive_float, metavar="S", help="stop after S seconds")
+    p.add_argument("--seconds", type=positive_seconds, metavar="S", help="stop after S seconds")
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_live)
 
@@ -169,11 +170,3 @@ def _destination(text: str) -> tuple[str, int]:
     return dest
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, found {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, found {text!r}")
-    return value
