@@ -1,0 +1,339 @@
+"""The CPPN renderer: the seed post's fixed random network over (row, col, r, features, cos t), made fast.
+
+The maths is the post's (h_l = act(W_l h_{l-1}), no biases, output (1+y)/2); the speed comes from
+doing only what changes per frame: the spatial inputs are cached, the features' contribution to
+layer 1 is one vector of `hidden` numbers per frame, and the per-pixel layers run in float32 over
+cache-sized chunks of pixel rows on every core (numpy releases the GIL in matmul and tanh).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numpy as np
+
+from cppnviz.errors import GraphError, Problem
+from cppnviz.node import Node
+from cppnviz.params import Param
+from cppnviz.ports import Input, Output, Spec
+
+ACTIVATIONS = ("tanh", "sin", "gaussian", "clip")
+
+# Bytes of one (chunk, hidden) float32 buffer: two of them fill a core's 2 MiB L2 here. At
+# 512x512, 8 layers of 32 on 2 cores (best of 40): 1 MiB chunks (8192 pixels) 34 ms, 512 KiB
+# 37 ms, 256 KiB 49 ms, 4 MiB 39 ms. Smaller chunks mean more numpy calls, and each call
+# takes the GIL twice, so the threads wait on each other more; on 1 thread all were ~60 ms.
+CHUNK_BYTES = 2**20
+# OpenBLAS (x86-64 builds) multiplies without packing when M*N*K <= 1e6, so each layer's matmul
+# runs as a stack of row blocks under that size, one numpy call per layer (numpy loops over the
+# stack in C). (4096, 32) @ (32, 32), single thread: 149 us in one piece, 110 us as a Python
+# loop over 976-row blocks, 97 us as a stack of 8 x 512 rows. Blocks of fewer than 128 rows
+# (hidden > 88) are not used: at hidden 128 they were slower than one piece.
+SMALL_GEMM = 1_000_000
+
+
+# -- threads ----------------------------------------------------------------------
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+THREADS = min(_cores(), 16)
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    """One persistent pool shared by every network (the tiler holds several)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            # The thread that calls render() is the last worker.
+            _pool = ThreadPoolExecutor(max(1, THREADS - 1), thread_name_prefix="cppn")
+        return _pool
+
+
+def _find_openblas():
+    """(get, set) thread-count functions of the OpenBLAS numpy loaded, or None for any other BLAS."""
+    here = os.path.dirname(np.__file__)
+    libs = (glob.glob(os.path.join(here, "..", "numpy.libs", "*openblas*"))
+            + glob.glob(os.path.join(here, ".dylibs", "*openblas*")))
+    names = [("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+             ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+             ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+             ("openblas_get_num_threads", "openblas_set_num_threads")]
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for get, set_ in names:
+            if hasattr(lib, get) and hasattr(lib, set_):
+                return getattr(lib, get), getattr(lib, set_)
+    return None
+
+
+_OPENBLAS = _find_openblas()
+
+
+@contextmanager
+def single_threaded_blas():
+    """Run the block with OpenBLAS on one thread, then restore its count.
+
+    Our own threads already fill the cores; OpenBLAS would otherwise split each chunk's
+    matmul over its threads too (above M*N*K = 262144), and the two kinds of threads fight:
+    before the row-block split, 512x512 frames took 85-120 ms instead of 47-55 ms. Matmuls in
+    the small-matrix path never thread, so this guards hidden > 88 and other builds.
+    (openblas_set_num_threads_local is process-global in pthread builds, hence set/restore.)
+    """
+    if _OPENBLAS is None:
+        yield
+        return
+    get, set_ = _OPENBLAS
+    before = get()
+    if before != 1:
+        set_(1)
+    try:
+        yield
+    finally:
+        if before != 1:
+            set_(before)
+
+
+# -- the network --------------------------------------------------------------------
+
+def make_weights(sizes: list[int], seed: int, kind: str = "seed_compatible") -> list[np.ndarray]:
+    """float64 weight matrices, one per consecutive pair of `sizes`, drawn in order.
+
+    seed_compatible: numpy.random.seed(seed) + randn per layer (a private RandomState gives
+    the same numbers without disturbing the global one); normal: default_rng(seed).
+    """
+    if kind == "seed_compatible":
+        draw = np.random.RandomState(seed).randn
+        return [draw(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+    if kind == "normal":
+        rng = np.random.default_rng(seed)
+        return [rng.standard_normal((n_in, n_out)) for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+    raise ValueError(f"unknown weights kind {kind!r}")
+
+
+def axis_coords(n: int, half: float, scale: float) -> np.ndarray:
+    """The seed's (i - n/2) / half in float32, exactly as the post computes it, times scale."""
+    coords = (np.linspace(0, n - 1, n, dtype=np.float32) - n / 2.0) / half
+    return coords * np.float32(scale) if scale != 1.0 else coords
+
+
+def _activate(x: np.ndarray, kind: str) -> None:
+    """Apply the activation in place (no new arrays: these run once per layer per chunk)."""
+    if kind == "tanh":
+        np.tanh(x, out=x)
+    elif kind == "sin":
+        np.sin(x, out=x)
+    elif kind == "gaussian":
+        np.square(x, out=x)
+        np.negative(x, out=x)
+        np.exp(x, out=x)
+    else:  # clip, as the seed's tiled.py
+        np.clip(x, -1.0, 1.0, out=x)
+
+
+def _block_rows(w: np.ndarray) -> int:
+    """Rows per block (a power of two) so that rows * w.size stays in OpenBLAS's small-matrix path; 0: no blocks."""
+    rows = 1 << max(0, (SMALL_GEMM // w.size).bit_length() - 1)
+    return rows if rows >= 128 else 0
+
+
+def _matmul(a: np.ndarray, w: np.ndarray, out: np.ndarray, block: int) -> None:
+    """out = a @ w, computed as a stack of `block`-row pieces plus the rows left over."""
+    stacked = len(a) // block * block if block else 0
+    if stacked:
+        shape = (stacked // block, block, a.shape[1])
+        np.matmul(a[:stacked].reshape(shape), w, out=out[:stacked].reshape(shape[:2] + (w.shape[1],)))
+    if stacked < len(a):
+        np.matmul(a[stacked:], w, out=out[stacked:])
+
+
+class Network:
+    """A CPPN at one frame size: render(features, t) -> the (height, width, 3) float32 frame.
+
+    Inputs per pixel: row, col, r, n_features values, then cos(2 pi t / period) if
+    period > 0. The returned frame is one buffer, overwritten by the next render.
+    """
+
+    def __init__(self, width: int, height: int, *, layers: int = 8, hidden: int = 16, seed: int = 1337,
+                 n_features: int = 0, period: float = 0.0, activation: str = "tanh", output: str = "rgb",
+                 mapping: str = "affine", scale: float = 1.0, aspect: str = "stretch",
+                 vignette: bool = False, weights: str = "seed_compatible", threads: int | None = None):
+        self.width, self.height = width, height
+        self.n_features, self.period = n_features, period
+        self.activation, self.mapping = activation, mapping
+        self.threads = THREADS if threads is None else max(1, threads)
+        n_in = 3 + n_features + (1 if period > 0 else 0)
+        n_out = 3 if output == "rgb" else 1
+        self.sizes = [n_in] + [hidden] * (layers - 1) + [n_out]
+        self.weights64 = make_weights(self.sizes, seed, weights)
+        w = [m.astype(np.float32) for m in self.weights64]
+        # Layer 1 per pixel is (row, col, r, 1) @ w_first: the weights of the spatial inputs, then
+        # the per-frame term (features and cos t times their weights) as the weight of a constant 1.
+        self.w_first = np.zeros((4, hidden), np.float32)
+        self.w_first[:3] = w[0][:3]
+        self.w_frame = self.weights64[0][3:]
+        self.w_layers = [self.w_first] + w[1:]
+        self.blocks = [_block_rows(m) for m in self.w_layers]
+
+        # Coordinates as the seed computes them; r from the scaled coordinates.
+        half_y, half_x = (height / 2.0, width / 2.0) if aspect == "stretch" else (min(height, width) / 2.0,) * 2
+        self.y = axis_coords(height, half_y, scale)
+        self.x = axis_coords(width, half_x, scale)
+        self.r = np.sqrt(np.square(self.y)[:, None] + np.square(self.x)[None, :])
+        # The vignette frames the picture: it uses the unzoomed radius so `scale` does not move it.
+        self.vignette = np.maximum(0.0, 1.0 - self.r / np.float32(scale))[..., None] if vignette else None
+
+        # Cached per pixel: (row, col, r, 1), 16 bytes. Caching layer 1's product instead,
+        # 4 * hidden bytes a pixel, was slower: reading it back took 5.4 ms a 512x512 frame
+        # (hidden 32, one thread), multiplying these again takes 1.4 ms.
+        self.coords = np.empty((height, width, 4), np.float32)
+        self.coords[..., 0] = self.y[:, None]
+        self.coords[..., 1] = self.x[None, :]
+        self.coords[..., 2] = self.r
+        self.coords[..., 3] = 1.0
+        self.coords = self.coords.reshape(-1, 4)
+
+        rows = max(1, min(16384, max(1024, CHUNK_BYTES // (4 * hidden))) // width)
+        self.chunks = [(i, min(i + rows, height)) for i in range(0, height, rows)]
+
+        # Per-worker scratch, allocated once: two ping-pong hidden buffers and the output units.
+        pixels = rows * width
+        n_slots = min(self.threads, len(self.chunks))
+        self.scratch = [(np.empty((pixels, hidden), np.float32), np.empty((pixels, hidden), np.float32),
+                         np.empty((pixels, n_out), np.float32)) for _ in range(n_slots)]
+        self.frame = np.zeros((height, width, 3), np.float32)
+        self._flat = self.frame.reshape(-1, 3)
+
+    def frame_bias(self, features: np.ndarray | None, t: float) -> np.ndarray:
+        """Set and return the per-frame part of layer 1's pre-activation: features (and cos t) times their weights."""
+        values = [] if features is None else list(np.asarray(features, np.float64).reshape(-1))
+        if len(values) != self.n_features:
+            raise ValueError(f"expected {self.n_features} feature values, found {len(values)}")
+        if self.period > 0:
+            values.append(math.cos(2.0 * math.pi * t / self.period))
+        self.w_first[3] = np.asarray(values, np.float64) @ self.w_frame if values else 0.0
+        return self.w_first[3]
+
+    def render(self, features: np.ndarray | None = None, t: float = 0.0) -> np.ndarray:
+        """Render one frame into self.frame and return it."""
+        self.frame_bias(features, t)
+        with single_threaded_blas():
+            if len(self.scratch) == 1 or threading.current_thread().name.startswith("cppn"):
+                # One chunk, or called from a pool thread (waiting on the pool there could deadlock).
+                for i0, i1 in self.chunks:
+                    self._chunk(i0, i1, self.scratch[0])
+            else:
+                # Workers pull chunks from one shared iterator, so a core slowed by another
+                # process simply takes fewer chunks (next() on it is atomic under the GIL).
+                todo = iter(self.chunks)
+
+                def work(slot):
+                    for i0, i1 in todo:
+                        self._chunk(i0, i1, slot)
+                # The calling thread works too, rather than sleep while the pool does.
+                jobs = [_executor().submit(work, slot) for slot in self.scratch[1:]]
+                try:
+                    work(self.scratch[0])
+                finally:  # never return (or raise) while a worker still writes into the frame
+                    for job in jobs:
+                        job.result()
+        return self.frame
+
+    def _chunk(self, i0: int, i1: int, slot) -> None:
+        """Image rows i0..i1 through every layer, written into the frame."""
+        p0, p1 = i0 * self.width, i1 * self.width
+        x = self.coords[p0:p1]
+        for k, (w, block) in enumerate(zip(self.w_layers[:-1], self.blocks)):
+            h = slot[k % 2][:p1 - p0]  # the two hidden buffers take turns
+            _matmul(x, w, h, block)
+            _activate(h, self.activation)
+            x = h
+        o = slot[2][:p1 - p0]
+        _matmul(x, self.w_layers[-1], o, self.blocks[-1])
+        if self.mapping == "sigmoid":
+            # 1/(1+exp(-z)) == (1 + tanh(z/2)) / 2, which never overflows.
+            o *= 0.5
+            np.tanh(o, out=o)
+        else:
+            _activate(o, self.activation)
+        o *= 0.5
+        out = self._flat[p0:p1]
+        np.add(o, 0.5, out=out)  # a gray (n, 1) column broadcasts to the 3 channels
+        if self.vignette is not None:
+            out *= self.vignette[i0:i1].reshape(-1, 1)
+
+
+# -- the node -------------------------------------------------------------------------
+
+PARAMS = (
+    Param("width", "int", 256, "frame width", min=16, max=7680, unit="px"),
+    Param("height", "int", 256, "frame height", min=16, max=4320, unit="px"),
+    Param("layers", "int", 8, "number of weight matrices (L in the seed post)", min=2, max=32),
+    Param("hidden", "int", 16, "units in each hidden layer (H in the seed post)", min=1, max=256),
+    Param("seed", "int", 1337, "weights seed: the same seed gives the same pictures", min=0, max=2**31 - 1),
+    Param("activation", "choice", "tanh", "nonlinearity of every layer: tanh, sin, gaussian exp(-x^2), "
+          "clip to [-1, 1] (the seed's tiled.py)", choices=ACTIVATIONS),
+    Param("output", "choice", "rgb", "rgb: 3 output units; gray: 1 unit shown on all 3 channels",
+          choices=("rgb", "gray")),
+    Param("mapping", "choice", "affine", "affine: (1+y)/2 with the activation on the last layer too (the seed); "
+          "sigmoid: 1/(1+exp(-z)) of the last layer's pre-activation (NeuroMV)", choices=("affine", "sigmoid")),
+    Param("scale", "float", 1.0, "coordinate zoom: the inputs span +-scale, so larger shows more of the pattern",
+          min=0.01, max=100),
+    Param("aspect", "choice", "stretch", "stretch: each axis by its own half-size (the seed's videos); "
+          "keep: both by min(height, width)/2 (the post's static image)", choices=("stretch", "keep")),
+    Param("vignette", "bool", False, "multiply by max(0, 1 - r) as the seed's mixed.py (r at scale 1)"),
+    Param("period", "float", 0.0, "adds the input cos(2 pi t / period), t the frame time; 0 = off",
+          min=0, max=3600, unit="s"),
+    Param("weights", "choice", "seed_compatible", "seed_compatible: numpy.random.seed + randn per layer "
+          "(the post's numbers); normal: numpy's default_rng", choices=("seed_compatible", "normal")),
+    Param("feature_gain", "float", 1.0, "multiplies the feature vector before it enters the network",
+          min=0, max=100),
+)
+
+
+def feature_count(inputs: dict, port: str = "features") -> int:
+    """Size of the features arriving on `port`, 0 when it is not linked."""
+    spec = inputs.get(port)
+    if spec is None:
+        return 0
+    if spec.size is None:
+        raise GraphError([Problem(f"input '{port}'", "the features link has no size")])
+    return int(spec.size)
+
+
+class CPPN(Node):
+    """A compositional pattern-producing network frame: the seed post's CPPN, driven by features."""
+
+    type_name = "cppn"
+    stage = "render"
+    inputs = (Input("features", "features", "values fed to the network beside (row, col, r)", required=False),)
+    outputs = (Output("frame", "frame", "the rendered picture, float32 (height, width, 3) in [0, 1]"),)
+    params = PARAMS
+
+    def configure(self, inputs):
+        p = self.p
+        self.network = Network(p.width, p.height, layers=p.layers, hidden=p.hidden, seed=p.seed,
+                               n_features=feature_count(inputs), period=p.period, activation=p.activation,
+                               output=p.output, mapping=p.mapping, scale=p.scale, aspect=p.aspect,
+                               vignette=p.vignette, weights=p.weights)
+        return {"frame": Spec("frame", shape=(p.height, p.width, 3))}
+
+    def process(self, tick, features=None):
+        if features is not None and self.p.feature_gain != 1.0:
+            features = np.asarray(features, np.float64) * self.p.feature_gain
+        return {"frame": self.network.render(features, tick.time)}
