@@ -36,6 +36,7 @@ import numpy as np
 from .errors import AudioError, CppnvizError, GraphError, Problem
 from .graph import Graph, Link
 from .node import Node
+from .ports import to_host
 from .runner import Scheduler
 from .timebase import sample_at, tick
 
@@ -636,7 +637,7 @@ class PreviewWindow:
     def show(self, frame: np.ndarray | None, meters: np.ndarray | None, stats: LiveStats) -> None:
         pg = self._pg
         if frame is not None:
-            image = np.asarray(frame)
+            image = to_host(frame)  # the GPU backend's frames are cupy arrays
             height, width = image.shape[:2]
             scale = max(1, self.MIN_SIDE // max(height, width))
             if self._size != (width * scale, height * scale):

@@ -81,3 +81,8 @@ class AudioWindow:
         if hi > lo:
             out[lo - start:hi - start] = self.samples[lo:hi]
         return out
+
+
+def to_host(array):
+    """A numpy array for a frame that may live on the GPU (a CuPy array); numpy arrays pass through."""
+    return array.get() if hasattr(array, "__cuda_array_interface__") else array

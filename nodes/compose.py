@@ -9,9 +9,9 @@ import numpy as np
 from cppnviz.errors import GraphError, ParamError, Problem
 from cppnviz.node import Node
 from cppnviz.params import Param
-from cppnviz.ports import Input, Output, Spec
+from cppnviz.ports import Input, Output, Spec, to_host
 
-from .cppn import ACTIVATIONS, Network, feature_count
+from .cppn import ACTIVATIONS, BACKENDS, Network, axis_coords, choose_backend, feature_count
 
 
 def grid_shape(n: int, layout: str, columns: int) -> tuple[int, int]:
@@ -50,6 +50,8 @@ class Tiler(Node):
               min=0, max=100),
         Param("background", "choice", "white", "white: discs on white, colours inverted as the seed (1 - v); "
               "black: discs on black, colours as rendered", choices=("white", "black")),
+        Param("backend", "choice", "auto", "where the band networks render: auto (the GPU when usable), numpy, "
+              "cupy", choices=BACKENDS),
     )
 
     def configure(self, inputs):
@@ -73,15 +75,18 @@ class Tiler(Node):
         self.frame_views = [self.frame[y:y + cell_h, x:x + cell_w] for y, x in origins[:len(frames)]]
         dy, dx = (cell_h - side) // 2, (cell_w - side) // 2
         self.tile_views = [self.frame[y + dy:y + dy + side, x + dx:x + dx + side] for y, x in origins[len(frames):]]
+        backend = choose_backend(p.backend, self.name) if n_bands else "numpy"
         self.networks = [Network(side, side, layers=p.layers, hidden=p.hidden, seed=p.seed + b, n_features=1,
-                                 period=p.period, activation=p.activation) for b in range(n_bands)]
-        self.r2 = np.square(self.networks[0].r)[..., None] if n_bands else None
+                                 period=p.period, activation=p.activation, backend=backend) for b in range(n_bands)]
+        # The networks' own radius (stretch coordinates of a square tile), for the disc masks.
+        axis = axis_coords(side, side / 2.0, 1.0)
+        self.r2 = (np.square(axis)[:, None] + np.square(axis)[None, :])[..., None]
         self.mask = np.empty((side, side, 1), np.float32)
         return {"frame": Spec("frame", shape=self.frame.shape)}
 
     def process(self, tick, features=None, frames=()):
         for view, frame in zip(self.frame_views, frames):
-            np.copyto(view, frame)
+            np.copyto(view, to_host(frame))
         if self.networks:
             values = np.asarray(features, np.float64).reshape(-1)
             if values.size != len(self.networks):
@@ -102,7 +107,8 @@ class Tiler(Node):
         np.multiply(self.r2, 1.0 / radius**2, out=m)
         np.subtract(1.0, m, out=m)
         np.maximum(m, 0.0, out=m)
-        np.multiply(network.render(np.array([v]), t), m, out=view)
+        # A GPU tile is small: composing it on the host costs one short copy.
+        np.multiply(to_host(network.render(np.array([v]), t)), m, out=view)
         if self.bg == 1.0:
             np.subtract(1.0, view, out=view)
 

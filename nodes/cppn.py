@@ -9,7 +9,9 @@ cache-sized chunks of pixel rows on every core (numpy releases the GIL in matmul
 from __future__ import annotations
 
 import ctypes
+import functools
 import glob
+import logging
 import math
 import os
 import threading
@@ -18,12 +20,15 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from cppnviz.errors import GraphError, Problem
+from cppnviz.errors import GraphError, ParamError, Problem
 from cppnviz.node import Node
 from cppnviz.params import Param
 from cppnviz.ports import Input, Output, Spec
 
 ACTIVATIONS = ("tanh", "sin", "gaussian", "clip")
+BACKENDS = ("auto", "numpy", "cupy")
+
+log = logging.getLogger(__name__)
 
 # Bytes of one (chunk, hidden) float32 buffer: two of them fill a core's 2 MiB L2 here. At
 # 512x512, 8 layers of 32 on 2 cores (best of 40): 1 MiB chunks (8192 pixels) 34 ms, 512 KiB
@@ -172,7 +177,8 @@ class Network:
     def __init__(self, width: int, height: int, *, layers: int = 8, hidden: int = 16, seed: int = 1337,
                  n_features: int = 0, period: float = 0.0, activation: str = "tanh", output: str = "rgb",
                  mapping: str = "affine", scale: float = 1.0, aspect: str = "stretch",
-                 vignette: bool = False, weights: str = "seed_compatible", threads: int | None = None):
+                 vignette: bool = False, weights: str = "seed_compatible", threads: int | None = None,
+                 backend: str = "numpy"):
         self.width, self.height = width, height
         self.n_features, self.period = n_features, period
         self.activation, self.mapping = activation, mapping
@@ -192,6 +198,13 @@ class Network:
 
         # Coordinates as the seed computes them; r from the scaled coordinates.
         half_y, half_x = (height / 2.0, width / 2.0) if aspect == "stretch" else (min(height, width) / 2.0,) * 2
+        self.gpu = None
+        if backend == "cupy":
+            # The fused kernel computes coordinates per pixel itself: no CPU frame buffers at all.
+            from ._cuda import CudaNetwork
+            self.gpu = CudaNetwork(self.w_layers, width, height, activation=activation, mapping=mapping,
+                                   half_y=half_y, half_x=half_x, scale=scale, vignette=vignette)
+            return
         self.y = axis_coords(height, half_y, scale)
         self.x = axis_coords(width, half_x, scale)
         self.r = np.sqrt(np.square(self.y)[:, None] + np.square(self.x)[None, :])
@@ -230,8 +243,10 @@ class Network:
         return self.w_first[3]
 
     def render(self, features: np.ndarray | None = None, t: float = 0.0) -> np.ndarray:
-        """Render one frame into self.frame and return it."""
+        """Render one frame into self.frame (a cupy array on the GPU backend) and return it."""
         self.frame_bias(features, t)
+        if self.gpu is not None:
+            return self.gpu.render(self.w_first[3])
         with single_threaded_blas():
             if len(self.scratch) == 1 or threading.current_thread().name.startswith("cppn"):
                 # One chunk, or called from a pool thread (waiting on the pool there could deadlock).
@@ -303,7 +318,33 @@ PARAMS = (
           "(the post's numbers); normal: numpy's default_rng", choices=("seed_compatible", "normal")),
     Param("feature_gain", "float", 1.0, "multiplies the feature vector before it enters the network",
           min=0, max=100),
+    Param("backend", "choice", "auto", "auto: the GPU (CuPy) when one is usable, else numpy on the CPU; "
+          "numpy; cupy (an error where no GPU is usable)", choices=BACKENDS),
 )
+
+
+@functools.cache
+def gpu_unavailable() -> str | None:
+    """Why CuPy cannot render here, or None (asked once per process: probing a driver is slow)."""
+    from ._cuda import gpu_unavailable as probe
+    return probe()
+
+
+def choose_backend(requested: str, node: str) -> str:
+    """numpy or cupy for `requested` (auto, numpy, cupy); auto logs which it chose and why."""
+    if requested == "numpy":
+        return "numpy"
+    reason = gpu_unavailable()
+    if reason is None:
+        if requested == "auto":
+            log.info("node '%s': rendering on the GPU with CuPy", node)
+        return "cupy"
+    if requested == "cupy":
+        raise ParamError(f"param 'backend': cupy cannot render here: {reason}")
+    # Loud only for someone who installed CuPy and expects the GPU; --debug shows it to everyone.
+    level = logging.DEBUG if reason.startswith("cupy is not installed") else logging.INFO
+    log.log(level, "node '%s': rendering on the CPU with numpy (no GPU: %s)", node, reason)
+    return "numpy"
 
 
 def feature_count(inputs: dict, port: str = "features") -> int:
@@ -330,7 +371,8 @@ class CPPN(Node):
         self.network = Network(p.width, p.height, layers=p.layers, hidden=p.hidden, seed=p.seed,
                                n_features=feature_count(inputs), period=p.period, activation=p.activation,
                                output=p.output, mapping=p.mapping, scale=p.scale, aspect=p.aspect,
-                               vignette=p.vignette, weights=p.weights)
+                               vignette=p.vignette, weights=p.weights,
+                               backend=choose_backend(p.backend, self.name))
         return {"frame": Spec("frame", shape=(p.height, p.width, 3))}
 
     def process(self, tick, features=None):

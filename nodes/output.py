@@ -18,7 +18,7 @@ from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTr
 from cppnviz.errors import GraphError, OutputError, Problem
 from cppnviz.node import Context, Node
 from cppnviz.params import REQUIRED, Param
-from cppnviz.ports import AudioWindow, Input
+from cppnviz.ports import AudioWindow, Input, to_host
 from cppnviz.timebase import Tick, sample_at
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -251,6 +251,7 @@ class Encoder(Node):
         self._sink = None
         self._temp: Path | None = None
         self._published = False
+        self._gpu_converter = None  # made on the first GPU frame
 
     # -- configure -------------------------------------------------------------
     def configure(self, inputs: dict[str, Any]) -> dict:
@@ -320,10 +321,24 @@ class Encoder(Node):
             raise ValueError(f"frame of shape {frame.shape} arrived, configured for {(self._height, self._width, 3)}")
         slot = self._take_slot()
         self._raise_if_failed()                                # checked after waiting: the writer may have failed meanwhile
-        self._converter.fill(frame, slot)
+        if hasattr(frame, "__cuda_array_interface__"):        # a GPU frame (the cppn's cupy backend)
+            self._fill_from_gpu(frame, slot)
+        else:
+            self._converter.fill(frame, slot)
         samples = self._samples(tick.index, audio) if audio is not None and self.p.format == "mp4" else None
         self._work.put((slot, samples))
         return {}
+
+    def _fill_from_gpu(self, frame, slot: _Slot) -> None:
+        """YUV 4:2:0 made on the GPU, copied through pinned memory; PNG frames come to the host as RGB."""
+        if not isinstance(self._converter, _Yuv420):
+            self._converter.fill(to_host(frame), slot)
+            return
+        if self._gpu_converter is None:
+            from ._cuda import GpuYuv420
+            self._gpu_converter = GpuYuv420(self._height, self._width, LUMA, CB_PAIR, CR_PAIR)
+        for plane, view in zip(self._gpu_converter.convert(frame), slot.views):
+            np.copyto(view, plane)
 
     def _samples(self, k: int, audio: AudioWindow) -> np.ndarray:
         """This tick's program samples [s_k, s_k+1), zero-padded past the end of the track (a copy)."""

@@ -1,0 +1,128 @@
+"""The CuPy backend: kernels compile for NVIDIA GPUs, auto falls back cleanly, and on a GPU it matches numpy."""
+
+from fractions import Fraction
+import logging
+
+import numpy as np
+import pytest
+
+from conftest import run_cli, tone, write_wav
+from cppnviz.node import Context
+from cppnviz.nodes import _cuda
+from cppnviz.nodes.cppn import CPPN, Network, gpu_unavailable
+from cppnviz.nodes.output import CB_PAIR, CR_PAIR, LUMA, _Yuv420
+
+NO_GPU = gpu_unavailable()
+needs_gpu = pytest.mark.skipif(NO_GPU is not None, reason=f"no usable GPU: {NO_GPU}")
+
+
+def nvrtc_or_skip():
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+        nvrtc.getVersion()
+    except Exception as exc:
+        pytest.skip(f"NVRTC not available to compile CUDA source ({type(exc).__name__}: {exc}); "
+                    f"pip install cupy-cuda12x nvidia-cuda-nvrtc-cu12")
+    return nvrtc
+
+
+def compile_ptx(source: str, arch: str) -> str:
+    nvrtc = nvrtc_or_skip()
+    program = nvrtc.createProgram(source, "kernel.cu", [], [])
+    try:
+        nvrtc.compileProgram(program, [f"-arch={arch}", "--std=c++14"])
+    except Exception:
+        pytest.fail(nvrtc.getProgramLog(program))
+    return nvrtc.getPTX(program).decode()
+
+
+@pytest.mark.parametrize("activation,hidden,layers,sigmoid", [
+    ("tanh", 32, 8, False), ("sin", 32, 8, False), ("gaussian", 32, 8, False), ("clip", 32, 8, False),
+    ("tanh", 16, 4, True),
+    ("tanh", 128, 6, False),  # too big for constant memory: weights through the read-only cache
+])
+def test_cppn_kernel_compiles_for_hopper_and_keeps_the_hidden_vector_in_registers(activation, hidden, layers, sigmoid):
+    n_weights = 3 * hidden + (layers - 2) * hidden * hidden + hidden * 3
+    source = _cuda.cppn_source(hidden=hidden, layers=layers, n_out=3, activation=activation, sigmoid=sigmoid,
+                               vignette=True, n_weights=n_weights)
+    ptx = compile_ptx(source, "compute_90")
+    assert "cppn_frame" in ptx
+    if hidden <= 64:
+        assert ".local" not in ptx, "the hidden vector spilled to local memory"
+        if activation == "tanh":
+            # Fully unrolled: one hardware tanh per hidden unit per layer, plus the outputs (227 for 8 of 32).
+            assert ptx.count("tanh.approx.f32") == hidden * (layers - 1) + 3
+
+
+def test_yuv_kernel_compiles():
+    assert "rgb_to_yuv420" in compile_ptx(_cuda._YUV_SOURCE, "compute_90")
+
+
+def test_kernel_weights_follow_the_numpy_networks_layout():
+    net = Network(16, 16, layers=4, hidden=8, n_features=2)
+    packed = _cuda.pack_weights(net.w_layers)
+    assert packed.dtype == np.float32 and packed.size == 3 * 8 + 2 * 8 * 8 + 8 * 3
+    np.testing.assert_array_equal(packed[:24].reshape(3, 8), net.w_layers[0][:3])
+    np.testing.assert_array_equal(packed[-24:].reshape(8, 3), net.w_layers[-1])
+
+
+def cppn(backend, **params):
+    values = {p.name: p.default for p in CPPN.params}
+    values.update(width=64, height=48, backend=backend, **params)
+    node = CPPN("cppn", values, Context(fps=Fraction(30)))
+    node.configure({})
+    return node
+
+
+@pytest.mark.skipif(NO_GPU is None, reason="a GPU is present: the fallback is not taken")
+def test_auto_falls_back_to_numpy_and_says_why(caplog):
+    with caplog.at_level(logging.DEBUG):
+        node = cppn("auto")
+    assert node.network.gpu is None
+    assert "rendering on the CPU with numpy (no GPU:" in caplog.text
+
+
+@pytest.mark.skipif(NO_GPU is None, reason="a GPU is present: backend cupy works")
+def test_backend_cupy_without_a_gpu_is_a_clear_user_error(tmp_path):
+    audio = write_wav(tmp_path / "a.wav", tone(440, 0.5))
+    graph = tmp_path / "g.yaml"
+    graph.write_text(f"""fps: 30
+nodes:
+  audio: {{type: audio_file, params: {{path: {audio}}}}}
+  cppn: {{type: cppn, params: {{width: 32, height: 32, backend: cupy}}}}
+  video: {{type: encoder, inputs: {{frame: cppn.frame}}, params: {{path: out.mp4}}}}
+""")
+    result = run_cli("render", graph)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "param 'backend': cupy cannot render here:" in lines[0]
+    assert not (tmp_path / "out.mp4").exists()
+
+
+@needs_gpu
+@pytest.mark.parametrize("params", [
+    {}, {"activation": "sin"}, {"activation": "gaussian"}, {"activation": "clip"}, {"mapping": "sigmoid"},
+    {"output": "gray", "vignette": True}, {"aspect": "keep", "scale": 2.5}, {"hidden": 32, "layers": 8},
+    {"hidden": 96, "layers": 5}, {"period": 2.0},
+])
+def test_gpu_frames_match_numpy_within_one_level(params):
+    import cupy
+    gpu, cpu = cppn("cupy", **params), cppn("numpy", **params)
+    assert gpu.network.gpu is not None
+    for k in range(3):
+        t = k / 30
+        ours = cupy.asnumpy(gpu.network.render(None, t))
+        reference = cpu.network.render(None, t)
+        assert np.abs(ours - reference).max() <= 1 / 255
+
+
+@needs_gpu
+def test_gpu_yuv_equals_the_encoders_cpu_conversion():
+    import cupy
+    rgb = np.random.default_rng(0).random((37, 51, 3)).astype(np.float32)  # odd sizes: padded edges
+    cpu = _Yuv420(37, 51)
+    slot = cpu.new_slot()
+    cpu.fill(rgb.copy(), slot)
+    planes = _cuda.GpuYuv420(37, 51, LUMA, CB_PAIR, CR_PAIR).convert(cupy.asarray(rgb))
+    for ours, reference in zip(planes, slot.views):
+        assert np.abs(ours.astype(int) - reference.astype(int)).max() <= 1
