@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cppnviz import live
+from cppnviz import audio_clock, live
 from cppnviz.graph import build_graph, load_graph
 from cppnviz.runner import Scheduler
 
@@ -151,12 +151,12 @@ def main():
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--no-window", action="store_true", help="(b) without the preview window (SDL dummy)")
     args = parser.parse_args()
-    pyo = live.import_pyo()  # for its version in the header
+    pyo = audio_clock.import_pyo()  # for its version in the header
 
     print(f"# {datetime.now():%Y-%m-%d %H:%M} | {cpu_model()} | {os.cpu_count()} cores | "
           f"Python {platform.python_version()} | numpy {np.__version__} | pyo {pyo.PYO_VERSION} | "
           f"load average {load()}")
-    print(f"# null audio backend: pyo (double precision) manual server, {live.BUFFER_SIZE}-sample buffers paced by the "
+    print(f"# null audio backend: pyo (double precision) manual server, {audio_clock.BUFFER_SIZE}-sample buffers paced by the "
           "wall clock; no Python on the audio path, the render thread keeps rings of audio seconds ahead")
     print()
     print("## (a) audio-to-picture latency: click played/captured -> first frame holding it is ready")

@@ -15,7 +15,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-from . import __version__, manifest, registry, runner
+from . import __version__, manifest, runner
 from .argtypes import positive_seconds
 from .errors import CppnvizError, GraphError, NodeRunError, OutputError, Problem
 from .graph import Graph, load_graph, parse_assignment, read_graph_file

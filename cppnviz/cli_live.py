@@ -138,7 +138,7 @@ def open_osc(stack: ExitStack, args, graph: Graph, sent: list):
 # -- devices ----------------------------------------------------------------------------------
 
 def cmd_devices(args) -> int:
-    from .live import import_pyo
+    from .audio_clock import import_pyo
 
     pyo = import_pyo()
     for kind, (names, indexes), default in (

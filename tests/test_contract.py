@@ -9,7 +9,6 @@ import pytest
 from conftest import write_wav
 from cppnviz import registry
 from cppnviz.node import Context, Node
-from cppnviz.params import REQUIRED
 from cppnviz.ports import KINDS, AudioWindow, Spec
 from cppnviz.timebase import Tick
 

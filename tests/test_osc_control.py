@@ -460,7 +460,12 @@ def test_a_flood_never_stalls_the_render_loop(control, server):
         sender.wait(timeout=10)
     control.apply_pending()
     assert sender.returncode == 0
-    assert max(gaps) < 0.1, f"render loop stalled {max(gaps) * 1000:.0f} ms; stats {control.stats}"
+    # Frames keep flowing: the loop keeps close to its 60 Hz through the flood, and never stops for
+    # anything like the flood's length (a server thread that hogged the interpreter, or slept on
+    # timed bundles, would show as a gap of seconds). One scheduler hiccup on a shared VM is not a stall.
+    rate = len(gaps) / sum(gaps)
+    assert rate > 0.8 * 60, f"render loop ran at {rate:.1f} Hz during the flood; stats {control.stats}"
+    assert max(gaps) < 0.25, f"render loop stalled {max(gaps) * 1000:.0f} ms; stats {control.stats}"
     assert control.value("smooth", "alpha") == pytest.approx(0.9, rel=1e-6), control.stats
     assert control.stats["received"] == n, control.stats
     assert control.pending() == 0

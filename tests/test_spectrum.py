@@ -1,7 +1,6 @@
 """stft_bands: band edges in Hz, tones land in the right band, and the seed code's numbers."""
 
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
