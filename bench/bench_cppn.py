@@ -18,7 +18,6 @@ import statistics
 import time
 from datetime import datetime
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 
@@ -26,18 +25,9 @@ from cppnviz.node import Context
 from cppnviz.nodes import cppn
 from cppnviz.ports import Spec
 from cppnviz.timebase import Tick
+from machine import cpu_model, load  # bench/machine.py, beside this script
 
 LAYERS, HIDDEN, FEATURES, SEED = 8, 32, 8, 1337
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def seed_method(width: int, height: int):
@@ -105,7 +95,7 @@ def main() -> None:
           f"({cppn.THREADS} render threads); Python {platform.python_version()}; numpy {np.__version__}; "
           f"OpenBLAS thread control {'found' if cppn._OPENBLAS else 'not found'}")
     print(f"network   {LAYERS} layers of {HIDDEN}, {FEATURES} features, tanh, float32 (seed: float64)")
-    print(f"load avg  {' '.join(f'{x:.2f}' for x in os.getloadavg())} (before)")
+    print(f"load avg  {load()} (before)")
     print()
     print(f"{'size':>10} {'seed ms':>9} {'cppn ms':>9} {'1 thread':>9} {'ratio':>7}   (median; min in brackets)")
     for size in args.sizes:
@@ -119,7 +109,7 @@ def main() -> None:
         print(f"{size:>10} {r['seed'][0]:9.1f} {r['ours'][0]:9.1f} {r['one'][0]:9.1f} {ratio:6.1f}x   "
               f"[{r['seed'][1]:.1f} / {r['ours'][1]:.1f} / {r['one'][1]:.1f}]", flush=True)
     print()
-    print(f"load avg  {' '.join(f'{x:.2f}' for x in os.getloadavg())} (after; 2 cores: above ~0.5 means "
+    print(f"load avg  {load()} (after; 2 cores: above ~0.5 means "
           "another process shared them)")
 
 

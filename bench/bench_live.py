@@ -22,23 +22,10 @@ import numpy as np
 from cppnviz import audio_clock, live
 from cppnviz.graph import build_graph, load_graph
 from cppnviz.runner import Scheduler
+from machine import cpu_model, load  # bench/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 SR = 44100
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def write_wav(path: Path, samples: np.ndarray) -> Path:

@@ -13,19 +13,10 @@ from pathlib import Path
 
 from cppnviz import runner
 from cppnviz.graph import load_graph
+from machine import cpu_model  # bench/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = {"256x256": (256, 256), "512x512": (512, 512), "1080p": (1920, 1080)}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def render(graph_path: Path, width: int, height: int, seconds: float, preset: str) -> dict:

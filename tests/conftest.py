@@ -33,6 +33,11 @@ def tone(freq: float, seconds: float, sample_rate: int = SR, amplitude: float = 
     return amplitude * np.sin(2 * np.pi * freq * t)
 
 
+def write_tone(path: Path, seconds: float = 1.0, freq: float = 440.0) -> Path:
+    """A real 16-bit mono WAV of a sine, written with the standard library."""
+    return write_wav(path, tone(freq, seconds, amplitude=12000 / 32767))
+
+
 def cppnviz_command() -> list[str]:
     """The installed console script next to this Python, else `python -m cppnviz.cli`."""
     script = shutil.which("cppnviz", path=os.path.dirname(sys.executable))

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import wave
@@ -17,23 +15,13 @@ import pytest
 import yaml
 
 from cppnviz import registry
+from conftest import write_tone
 
 SR = 44100
 BASE_NODES = ("audio_file", "stft_bands", "normalizer", "smoother")
 
 
 # -- helpers ------------------------------------------------------------------------
-
-def write_tone(path: Path, seconds: float = 1.0, freq: float = 440.0) -> Path:
-    """A real 16-bit mono WAV of a sine, written with the standard library."""
-    n = round(seconds * SR)
-    frames = b"".join(struct.pack("<h", round(12000 * math.sin(2 * math.pi * freq * i / SR))) for i in range(n))
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SR)
-        w.writeframes(frames)
-    return path
 
 
 def command() -> list[str]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import struct
-import wave
 from pathlib import Path
 
 import pytest
@@ -13,22 +11,12 @@ import yaml
 from cppnviz.errors import GraphError, ParamError
 from cppnviz.graph import build_graph, load_graph, parse_assignment, read_graph_file
 from cppnviz.params import REQUIRED, Param
+from conftest import write_tone
 
 SR = 44100
 
 
 # -- helpers ------------------------------------------------------------------------
-
-def write_tone(path: Path, seconds: float = 1.0, freq: float = 440.0) -> Path:
-    """A real 16-bit mono WAV of a sine, written with the standard library."""
-    n = round(seconds * SR)
-    frames = b"".join(struct.pack("<h", round(12000 * math.sin(2 * math.pi * freq * i / SR))) for i in range(n))
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SR)
-        w.writeframes(frames)
-    return path
 
 
 @pytest.fixture

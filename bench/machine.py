@@ -1,0 +1,23 @@
+"""What the benchmarks print about the machine they ran on."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load() -> str:
+    """The 1, 5 and 15 minute load averages: on 2 cores, above ~0.5 another process shared them."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
