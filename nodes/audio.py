@@ -36,7 +36,9 @@ def decode_audio(path: str, sample_rate: int) -> np.ndarray:
         raise _error(path, f"cannot decode: {getattr(exc, 'strerror', None) or exc}") from None
     if not blocks or sum(b.shape[1] for b in blocks) == 0:
         raise _error(path, "decodes to zero samples")
-    return np.ascontiguousarray(np.concatenate(blocks, axis=1).T, dtype=np.float32)
+    # Joining the transposed blocks into a C-ordered (n, channels) array: one full-length copy, not two.
+    program = np.empty((sum(b.shape[1] for b in blocks), blocks[0].shape[0]), np.float32)
+    return np.concatenate([b.T for b in blocks], axis=0, out=program)
 
 
 def _check_file(path: str) -> None:
