@@ -6,6 +6,7 @@ import os
 import sys
 import threading
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -128,6 +129,10 @@ class AudioClock:
 
     def _check_devices(self, pyo) -> int | None:
         """Fail with a plain message where PortAudio sees no device (booting pyo then would crash)."""
+        with quiet_native_stderr():
+            return self._find_device(pyo)
+
+    def _find_device(self, pyo) -> int | None:
         if self.capture is None:
             if pyo.pa_get_default_output() < 0:
                 raise AudioError("no audio output device found; `cppnviz devices` lists what pyo sees, "
@@ -264,6 +269,25 @@ def _stereo(samples: np.ndarray) -> np.ndarray:
     if data.shape[1] == 1:
         data = np.repeat(data, 2, axis=1)
     return np.ascontiguousarray(data[:, :2])
+
+
+@contextmanager
+def quiet_native_stderr():
+    """Silence C libraries' own stderr while PortAudio probes devices.
+
+    Probing ALSA on a machine without a sound card prints hundreds of lines from libasound
+    that say nothing our own message does not; Python's errors still raise as usual.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _pick_device(wanted: str, names: list[str], indexes: list[int]) -> int:

@@ -138,18 +138,20 @@ def open_osc(stack: ExitStack, args, graph: Graph, sent: list):
 # -- devices ----------------------------------------------------------------------------------
 
 def cmd_devices(args) -> int:
-    from .audio_clock import import_pyo
+    from .audio_clock import import_pyo, quiet_native_stderr
 
     pyo = import_pyo()
-    for kind, (names, indexes), default in (
-            ("inputs", pyo.pa_get_input_devices(), pyo.pa_get_default_input()),
-            ("outputs", pyo.pa_get_output_devices(), pyo.pa_get_default_output())):
+    with quiet_native_stderr():
+        found = [("inputs", pyo.pa_get_input_devices(), pyo.pa_get_default_input()),
+                 ("outputs", pyo.pa_get_output_devices(), pyo.pa_get_default_output())]
+        count = pyo.pa_count_devices()
+    for kind, (names, indexes), default in found:
         print(f"audio {kind}:")
         if not indexes:
             print("  none found")
         for name, index in zip(names, indexes):
             print(f"  {index}: {name}{'  (default)' if index == default else ''}")
-    if not pyo.pa_count_devices():
+    if not count:
         print("pyo (PortAudio) sees no sound card on this machine; `cppnviz live --audio-backend null` runs "
               "without one")
     return 0
