@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -19,6 +18,8 @@ from . import __version__, manifest, runner
 from .argtypes import positive_seconds
 from .errors import CppnvizError, GraphError, NodeRunError, OutputError, Problem
 from .graph import Graph, load_graph, parse_assignment, read_graph_file
+from .outputs import (check_file_output, check_folder, check_not_an_input, names_a_folder, partial_path,
+                      remove_stale_partials)
 
 log = logging.getLogger("cppnviz")
 
@@ -41,9 +42,14 @@ def _overrides(args, data: dict) -> list[tuple[str, str, object]]:
             found = ", ".join(matches) if matches else "none"
             raise GraphError([Problem(f"--{flag}", f"needs exactly one {type_name} node in the graph, found {found}; "
                                                    f"use --set NODE.path=... instead")])
-        # Paths given on the command line are relative to where the user typed them.
-        pairs.append((matches[0], "path", str(Path(value).expanduser().resolve())))
+        pairs.append((matches[0], "path", absolute(value)))
     return pairs
+
+
+def absolute(text: str) -> str:
+    """A path given on the command line, relative to where the user typed it; a trailing slash is kept."""
+    path = str(Path(text).expanduser().resolve())
+    return path + os.sep if names_a_folder(text) else path
 
 
 def _load(args) -> Graph:
@@ -64,6 +70,7 @@ def cmd_render(args) -> int:
     encoders = graph.of_type("encoder")
     if not encoders:
         raise GraphError([Problem(str(args.graph), "nothing to render into: the graph has no encoder node")])
+    check_not_an_input(graph.files(written=True), graph.files(written=False))
     n = runner.total_frames(graph, args.seconds)
     from tqdm import tqdm  # only the render command draws a progress bar
 
@@ -106,6 +113,12 @@ def cmd_features(args) -> int:
     spec = graph.specs[(name, port)]
     if spec.kind != "features":
         raise GraphError([Problem("--node", f"node '{name}' first output '{port}' carries {spec.kind}, expected features")])
+    if args.csv is not None:  # checked before the analysis runs, not after
+        csv_path = Path(absolute(args.csv))
+        if names_a_folder(args.csv):
+            raise OutputError(f"cannot write '{args.csv}': it names a folder; give a file name such as features.csv")
+        check_file_output(csv_path, what="a file name such as features.csv")
+        check_not_an_input([str(csv_path)], graph.files(written=False))
     n = runner.total_frames(graph, args.seconds)
     columns = list(spec.labels) if len(spec.labels) == spec.size else [f"{name}_{i}" for i in range(spec.size)]
     buffer = io.StringIO()
@@ -122,20 +135,17 @@ def cmd_features(args) -> int:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write under a temporary name in the same folder, then rename: never a half-written file."""
-    folder = path.expanduser().resolve().parent
-    if not folder.is_dir():
-        raise OutputError(f"output '{path}': folder {folder} does not exist")
-    tmp = None
+    """Write under a hidden partial name in the same folder, then rename: never a half-written file."""
+    path = path.expanduser().resolve()
+    check_folder(path)
+    remove_stale_partials(path)
+    tmp = partial_path(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".partial")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        raise OutputError(f"output '{path}': cannot write: {exc.strerror or exc}") from None
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write '{path}': {exc.strerror or exc}") from None
 
 
 def cmd_nodes(args) -> int:

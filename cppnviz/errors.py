@@ -3,6 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+
+def describe_found(value: Any) -> str:
+    """A found value in the user's words: 'nothing', 'the text 'abc'', 'a list of 3', 'true', '0.5'."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"the text {value!r}" if value else "an empty text"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)}" if value else "an empty list"
+    if isinstance(value, dict):
+        return f"a mapping of {len(value)} {'key' if len(value) == 1 else 'keys'}" if value else "an empty mapping"
+    return repr(value)
 
 
 class CppnvizError(Exception):

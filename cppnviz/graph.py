@@ -19,6 +19,7 @@ never be mistaken for a link.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +28,9 @@ from typing import Any
 import yaml
 
 from . import registry
-from .errors import CppnvizError, GraphError, ParamError, Problem
+from .errors import CppnvizError, GraphError, ParamError, Problem, describe_found
 from .node import Context, Node
+from .outputs import names_a_folder
 from .params import REQUIRED, Param
 from .ports import Input, Spec
 from .timebase import as_fraction
@@ -75,6 +77,14 @@ class Graph:
                     needed.add(link.node)
                     stack.append(link.node)
         return [n for n in self.nodes if n in needed]
+
+    def files(self, *, written: bool) -> list[str]:
+        """The path params' values: those nodes write (written=True) or read; the graph file is read too."""
+        found = [] if written or self.path is None else [str(self.path)]
+        for node in self.nodes.values():
+            found += [getattr(node.p, p.name) for p in node.params
+                      if p.type == "path" and getattr(node.p, p.name) and (p.name in node.writes) == written]
+        return found
 
     def feeding(self, type_name: str) -> list[str]:
         """Names of nodes linked into a node of the given type."""
@@ -132,7 +142,7 @@ def build_graph(data: Any, *, base_dir: Path, overrides=(), live: bool = False, 
     """Validate plain graph data and build its nodes; raise GraphError listing every problem."""
     problems: list[Problem] = []
     if not isinstance(data, dict):
-        raise GraphError([Problem(str(path or "graph"), f"expected a mapping with 'fps' and 'nodes', found {type(data).__name__}")])
+        raise GraphError([Problem(str(path or "graph"), f"expected a mapping with 'fps' and 'nodes', found {describe_found(data)}")])
 
     for key in data:
         if key not in TOP_KEYS:
@@ -141,7 +151,7 @@ def build_graph(data: Any, *, base_dir: Path, overrides=(), live: bool = False, 
     offset_ms = _check_top_number(data, "offset_ms", 0.0, -10000, 10000, problems)
     raw_nodes = data.get("nodes")
     if not isinstance(raw_nodes, dict) or not raw_nodes:
-        problems.append(Problem("'nodes'", f"expected a mapping of node names to nodes, found {_found(raw_nodes)}"))
+        problems.append(Problem("'nodes'", f"expected a mapping of node names to nodes, found {describe_found(raw_nodes)}"))
         raise GraphError(problems)
 
     ctx = Context(fps=as_fraction(fps if fps else 60), offset_ms=float(offset_ms or 0.0), live=live, base_dir=base_dir)
@@ -155,7 +165,7 @@ def build_graph(data: Any, *, base_dir: Path, overrides=(), live: bool = False, 
             problems.append(Problem(where, "bad node name; expected lowercase letters, digits and _ starting with a letter"))
             continue
         if not isinstance(spec, dict):
-            problems.append(Problem(where, f"expected a mapping with 'type', 'params', 'inputs', found {_found(spec)}"))
+            problems.append(Problem(where, f"expected a mapping with 'type', 'params', 'inputs', found {describe_found(spec)}"))
             continue
         for key in spec:
             if key not in NODE_KEYS:
@@ -164,7 +174,10 @@ def build_graph(data: Any, *, base_dir: Path, overrides=(), live: bool = False, 
         cls = registry.lookup(type_name) if isinstance(type_name, str) else None
         if cls is None:
             known = ", ".join(registry.names())
-            problems.append(Problem(where, f"unknown node type {_found(type_name)}; expected one of {known}"))
+            if isinstance(type_name, str):
+                problems.append(Problem(where, f"unknown node type {type_name!r}; expected one of {known}"))
+            else:
+                problems.append(Problem(where, f"'type': expected one of {known}, found {describe_found(type_name)}"))
             continue
         types[name] = cls
         values[name] = _check_params(name, cls, spec.get("params") or {}, base_dir, problems)
@@ -221,18 +234,10 @@ def _node_problem(name: str, message: str) -> Problem:
     return Problem(f"node '{name}'", message)
 
 
-def _found(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, (dict, list)):
-        return f"a {type(value).__name__}"
-    return repr(value)
-
-
 def _check_top_number(data, key, default, low, high, problems):
     value = data.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
-        problems.append(Problem(f"'{key}'", f"expected a number in {low}..{high}, found {_found(value)}"))
+        problems.append(Problem(f"'{key}'", f"expected a number in {low}..{high}, found {describe_found(value)}"))
         return None
     return value
 
@@ -258,7 +263,7 @@ def _apply_overrides(raw_nodes: dict, overrides, problems: list[Problem]) -> dic
 def _check_params(name: str, cls: type[Node], given: Any, base_dir: Path, problems: list[Problem]) -> dict:
     where = f"node '{name}'"
     if not isinstance(given, dict):
-        problems.append(Problem(where, f"'params' must be a mapping, found {_found(given)}"))
+        problems.append(Problem(where, f"'params' must be a mapping, found {describe_found(given)}"))
         given = {}
     declared = {p.name: p for p in cls.params}
     for key in given:
@@ -282,18 +287,18 @@ def _check_params(name: str, cls: type[Node], given: Any, base_dir: Path, proble
 
 
 def resolve_path(decl: Param, value: Any, base_dir: Path) -> Any:
-    """Relative path params resolve against the graph file's folder."""
-    if decl.type == "path" and value and not Path(value).expanduser().is_absolute():
-        return str(base_dir / value)
-    if decl.type == "path" and value:
-        return str(Path(value).expanduser())
-    return value
+    """Relative path params resolve against the graph file's folder; a trailing slash (a folder) is kept."""
+    if decl.type != "path" or not value:
+        return value
+    path = Path(value).expanduser()
+    text = str(path if path.is_absolute() else base_dir / path)
+    return text + os.sep if names_a_folder(value) else text
 
 
 def _check_inputs(name, cls, given, types, broken, problems) -> dict[str, Link | list[Link]]:
     where = f"node '{name}'"
     if not isinstance(given, dict):
-        problems.append(Problem(where, f"'inputs' must be a mapping of input ports to links, found {_found(given)}"))
+        problems.append(Problem(where, f"'inputs' must be a mapping of input ports to links, found {describe_found(given)}"))
         given = {}
     declared = {i.name: i for i in cls.inputs}
     links: dict[str, Link | list[Link]] = {}
@@ -319,12 +324,12 @@ def _check_inputs(name, cls, given, types, broken, problems) -> dict[str, Link |
 
 def _check_link(where, decl, text, types, broken, problems) -> Link | None:
     if not isinstance(text, str) or not text:
-        problems.append(Problem(where, f"expected a link 'node.port', found {_found(text)}"))
+        problems.append(Problem(where, f"expected a link 'node.port', found {describe_found(text)}"))
         return None
+    if any(text == str(b) or text.startswith(f"{b}.") for b in broken):
+        return None  # the broken node (a bad name may hold a dot) was reported with itself
     node, _, port = text.partition(".")
     src = types.get(node)
-    if src is None and node in broken:
-        return None
     if src is None:
         problems.append(Problem(where, f"links to unknown node '{node}' (found {text!r})"))
         return None
@@ -357,7 +362,7 @@ def _check_osc(section, types, broken, problems) -> tuple[list[Link], list[tuple
     if section is None:
         return [], []
     if not isinstance(section, dict):
-        problems.append(Problem("'osc'", f"expected a mapping with {', '.join(OSC_KEYS)}, found {_found(section)}"))
+        problems.append(Problem("'osc'", f"expected a mapping with {', '.join(OSC_KEYS)}, found {describe_found(section)}"))
         return [], []
     for key in section:
         if key not in OSC_KEYS:
@@ -373,7 +378,7 @@ def _check_osc(section, types, broken, problems) -> tuple[list[Link], list[tuple
     for item in tos:
         dest = parse_destination(item)
         if dest is None:
-            problems.append(Problem("'osc' to", f"expected 'host:port', found {_found(item)}"))
+            problems.append(Problem("'osc' to", f"expected 'host:port', found {describe_found(item)}"))
         else:
             destinations.append(dest)
     return [link for link in links if link is not None], destinations

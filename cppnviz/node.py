@@ -41,6 +41,8 @@ class Node:
     inputs: ClassVar[tuple[Input, ...]] = ()
     outputs: ClassVar[tuple[Output, ...]] = ()
     params: ClassVar[tuple[Param, ...]] = ()
+    # Path params the node writes; every other path param names a file the run reads.
+    writes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, name: str, values: dict[str, Any], ctx: Context):
         self.name = name

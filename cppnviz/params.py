@@ -6,23 +6,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ParamError
+from .errors import ParamError, describe_found
 
 # A param whose declaration has this default must be given in the graph.
 REQUIRED = object()
 
 TYPES = ("float", "int", "bool", "str", "choice", "path", "floats")
-
-
-def _describe(value: Any) -> str:
-    """Show a found value the way the user wrote it, with its YAML-ish type when that matters."""
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    return repr(value)
 
 
 @dataclass(frozen=True)
@@ -85,7 +74,7 @@ class Param:
         A wrong type always raises ParamError; an out-of-range number raises
         unless `clamp` is set (live controllers clamp, files and --set do not).
         """
-        wrong = ParamError(f"expected {self.expected()}, found {_describe(value)}")
+        wrong = ParamError(f"expected {self.expected()}, found {describe_found(value)}")
         raw = value
         t = self.type
         if t == "bool":
@@ -122,7 +111,7 @@ class Param:
 
     def _in_range(self, value, clamp: bool, raw: Any):
         """Check one coerced number; `raw` is what the user wrote, for the message."""
-        wrong = ParamError(f"expected {self.expected()}, found {_describe(raw)}")
+        wrong = ParamError(f"expected {self.expected()}, found {describe_found(raw)}")
         if isinstance(value, float) and not math.isfinite(value):
             raise wrong
         low = self.min if self.min is not None else value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import re
@@ -17,9 +18,13 @@ from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTr
 
 from cppnviz.errors import GraphError, OutputError, Problem
 from cppnviz.node import Context, Node
+from cppnviz.outputs import (check_file_output, check_folder, existing_kind, names_a_folder, partial_path,
+                             remove_stale_partials)
 from cppnviz.params import REQUIRED, Param
 from cppnviz.ports import AudioWindow, Input, to_host
 from cppnviz.timebase import Tick, sample_at
+
+log = logging.getLogger(__name__)
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
@@ -36,6 +41,8 @@ CB_PAIR = np.tile(_CB, 2).astype(np.float32)
 CR_PAIR = np.tile(_CR, 2).astype(np.float32)
 
 PNG_NAME = re.compile(r"\d{6}\.png")
+# Containers PyAV muxes H.264 + AAC into, by the extension the user gave.
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 
 
 def _plane(plane, height: int, width: int, channels: int = 1) -> np.ndarray:
@@ -120,9 +127,9 @@ def _store(values: np.ndarray, offset: float, out: np.ndarray) -> None:
 class _Mp4:
     """An MP4 file being written: H.264 video and, once audio arrives, an AAC track."""
 
-    def __init__(self, path: Path, width: int, height: int, fps: Fraction, crf: int, preset: str,
+    def __init__(self, path: Path, container: str, width: int, height: int, fps: Fraction, crf: int, preset: str,
                  sample_rate: int | None, audio_bitrate: int):
-        self.container = av.open(str(path), "w", format="mp4")
+        self.container = av.open(str(path), "w", format=container)
         self.video = self.container.add_stream("libx264", rate=fps)
         self.video.width, self.video.height, self.video.pix_fmt = width, height, "yuv420p"
         cc = self.video.codec_context
@@ -230,10 +237,11 @@ class Encoder(Node):
         Input("audio", "audio", "the song, muxed into the MP4 as AAC (its `program` channels)", required=False),
     )
     outputs = ()
+    writes = ("path",)
     params = (
-        Param("path", "path", REQUIRED, "output file (mp4), or the folder to hold the frames (png)"),
-        Param("format", "choice", "mp4", "mp4: H.264 video with the song as AAC; png: numbered PNG frames, no audio",
-              choices=("mp4", "png")),
+        Param("path", "path", REQUIRED, "output file (.mp4, .mov or .mkv), or the folder to hold the frames (png)"),
+        Param("format", "choice", "mp4", "mp4: H.264 video with the song as AAC, in the container the path's "
+              "extension names (.mp4, .mov, .mkv); png: numbered PNG frames, no audio", choices=("mp4", "png")),
         Param("crf", "int", 20, "H.264 quality: lower is better and bigger, 18 looks lossless to most eyes",
               min=0, max=51),
         Param("preset", "choice", "veryfast", "libx264 speed preset: slower presets make smaller files",
@@ -267,21 +275,25 @@ class Encoder(Node):
         return {}
 
     def _check_path(self) -> None:
-        """Fail early, creating nothing, when the output could not be written."""
+        """Fail early, creating nothing, when the output could not be written or would replace the wrong thing."""
         path = Path(self.p.path)
-        parent = path.parent
-        if not parent.is_dir():
-            raise OutputError(f"cannot write '{path}': the folder '{parent}' does not exist")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise OutputError(f"cannot write '{path}': the folder '{parent}' is not writable")
-        if self.p.format == "mp4" and path.is_dir():
-            raise OutputError(f"cannot write '{path}': it is a folder; give a file name such as video.mp4")
-        if self.p.format == "png" and path.exists():
-            if not path.is_dir():
-                raise OutputError(f"cannot write PNG frames to '{path}': it is a file; give a folder")
-            if any(not PNG_NAME.fullmatch(entry.name) for entry in path.iterdir()):
-                raise OutputError(f"cannot write PNG frames to '{path}': the folder holds other files; "
-                                  "give a new or empty folder")
+        if self.p.format == "mp4":
+            if names_a_folder(self.p.path):
+                raise OutputError(f"cannot write '{self.p.path}': it names a folder; give a file name such as "
+                                  f"{path / 'video.mp4'}, or format png for a folder of frames")
+            check_file_output(path)
+            if path.suffix.lower() not in CONTAINERS:
+                raise OutputError(f"cannot write '{path}': unsupported extension '{path.suffix or '(none)'}'; "
+                                  "supported: .mp4, .mov, .mkv, or format png for a folder of frames")
+            self._container = CONTAINERS[path.suffix.lower()]
+            return
+        kind = existing_kind(path)
+        if kind not in (None, "a folder") or (kind is None and path.exists()):
+            raise OutputError(f"cannot write PNG frames to '{path}': it is {kind or 'a file'}; give a folder")
+        check_folder(path)
+        if kind == "a folder" and any(not PNG_NAME.fullmatch(entry.name) for entry in path.iterdir()):
+            raise OutputError(f"cannot write PNG frames to '{path}': the folder holds other files; "
+                              "give a new or empty folder")
 
     # -- run -------------------------------------------------------------------
     def start(self) -> None:
@@ -290,18 +302,16 @@ class Encoder(Node):
         self._error: BaseException | None = None
         self._cancel = threading.Event()
         self._published = False
-        pid = os.getpid()
+        for stale in remove_stale_partials(path):             # left by renders that were killed
+            log.info("removed %s, left by an interrupted render", stale)
+        self._temp = partial_path(path)
         try:
             if self.p.format == "mp4":
                 self._converter = _Yuv420(self._height, self._width)
-                self._temp = path.with_name(f".{path.stem}.partial-{pid}.mp4")
-                self._sink = _Mp4(self._temp, self._converter.out_width, self._converter.out_height,
+                self._sink = _Mp4(self._temp, self._container, self._converter.out_width, self._converter.out_height,
                                   self.ctx.fps, self.p.crf, self.p.preset, self._sample_rate, self.p.audio_bitrate)
             else:
                 self._converter = _Rgb24(self._height, self._width)
-                self._temp = path.with_name(f".{path.name}.partial-{pid}")
-                if self._temp.exists():                        # left by a killed run with our pid
-                    shutil.rmtree(self._temp)
                 self._temp.mkdir()
                 self._sink = _PngSequence(self._temp, self._width, self._height, self.ctx.fps)
         except (OSError, av.FFmpegError) as exc:
@@ -414,7 +424,7 @@ class Encoder(Node):
         try:
             if self.p.format == "png" and path.exists():
                 # A folder cannot be renamed over a full one: move the old frames aside first.
-                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                old = partial_path(path, kind="old")
                 os.replace(path, old)
                 os.replace(self._temp, path)
                 shutil.rmtree(old)

@@ -120,7 +120,7 @@ def test_several_mistakes_one_error_line_each(project):
     text = "\n".join(lines)
     for parts in [
         ("'colour'", "unknown top-level key"),
-        ("node 'bands' param 'n_fft'", "found 'big'", "expected an integer"),
+        ("node 'bands' param 'n_fft'", "found the text 'big'", "expected an integer"),
         ("node 'norm' input 'features'", "incompatible ports", "gives audio", "expects features"),
         ("node 'smooth' param 'alpha'", "found 2", "expected a number in 0..0.9999"),
         ("node 'fx'", "unknown node type 'glitter'"),
@@ -168,7 +168,7 @@ def test_set_out_of_range_is_an_error_not_clamped(project):
 
 def test_set_wrong_type(project):
     line = one_error(cli("check", project / "graph.yaml", "--set", "smooth.alpha=lots"))
-    assert_mentions(line, "node 'smooth' param 'alpha'", "found 'lots'", "expected a number")
+    assert_mentions(line, "node 'smooth' param 'alpha'", "found the text 'lots'", "expected a number")
 
 
 def test_set_unknown_node(project):

@@ -262,8 +262,9 @@ def test_output_appears_only_at_finish(tmp_path):
     for k in range(10):
         enc.process(tick(k, FPS), frame=solid(k), audio=window(tone(1.0)[:, None]))
     assert path.read_bytes() == b"previous render"
+    # The writer thread creates its hidden partial file at its first mux, which may not have come yet.
     temps = [name for name in leftovers(tmp_path) if name != "out.mp4"]
-    assert len(temps) == 1 and temps[0].startswith(".") and "partial" in temps[0]
+    assert len(temps) <= 1 and all(name.startswith(".") and "partial" in name for name in temps)
 
     enc.finish()
     assert leftovers(tmp_path) == ["out.mp4"]

@@ -92,7 +92,7 @@ def test_several_mistakes_give_one_line_each(tmp_path, tone):
     for parts in [
         ("'colour'", "unknown top-level key", "fps", "nodes"),
         ("node 'audio' param 'sample_rate'", "found true", "expected an integer in 8000..192000"),
-        ("node 'bands' param 'n_fft'", "found 'big'", "expected an integer"),
+        ("node 'bands' param 'n_fft'", "found the text 'big'", "expected an integer"),
         ("node 'bands' param 'windw'", "unknown param for stft_bands", "n_fft"),
         ("node 'norm' param 'window'", "found 1000", "expected a number in 0.05..600"),
         ("node 'smooth' input 'feats'", "unknown input port", "expected features"),
@@ -109,6 +109,38 @@ def test_a_link_to_a_broken_node_is_not_reported_again(tmp_path, tone):
     assert_mentions(line, "node 'bands'", "unknown node type 'stft_bandz'", "stft_bands")
 
 
+@pytest.mark.parametrize("bad_name", ["audio.src", "Audio", "audio src"])
+def test_a_bad_node_name_is_one_line_even_when_linked(tmp_path, tone, bad_name):
+    data = chain()
+    data["nodes"][bad_name] = data["nodes"].pop("audio")
+    data["nodes"]["bands"]["inputs"]["audio"] = f"{bad_name}.audio"
+    assert_mentions(only_problem(data, tmp_path), f"node '{bad_name}'", "bad node name")
+
+
+@pytest.mark.parametrize("text,found", [
+    ("", "found nothing"),
+    ("just words\n", "found the text 'just words'"),
+    ("[1, 2, 3]\n", "found a list of 3"),
+])
+def test_a_graph_file_that_is_not_a_mapping_says_what_it_holds(tmp_path, text, found):
+    path = tmp_path / "g.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(GraphError) as info:
+        load_graph(path)
+    assert_mentions(str(info.value), "expected a mapping", found)
+    assert "NoneType" not in str(info.value) and "found str" not in str(info.value)
+
+
+def test_found_values_are_described_in_the_users_words(tmp_path, tone):
+    data = chain()
+    data["nodes"]["bands"]["params"] = {"n_fft": [1, 2, 3], "window": None}
+    data["nodes"]["smooth"]["params"] = {"alpha": {"a": 1}}
+    lines = problems(data, tmp_path)
+    assert any("param 'n_fft'" in line and "found a list of 3" in line for line in lines), lines
+    assert any("param 'window'" in line and "found nothing" in line for line in lines), lines
+    assert any("param 'alpha'" in line and "found a mapping of 1 key" in line for line in lines), lines
+
+
 # -- each kind on its own -------------------------------------------------------------
 
 def test_unknown_node_type(tmp_path, tone):
@@ -121,7 +153,7 @@ def test_unknown_node_type(tmp_path, tone):
 def test_missing_node_type(tmp_path, tone):
     data = chain()
     data["nodes"]["fx"] = {"params": {}}
-    assert_mentions(only_problem(data, tmp_path), "node 'fx'", "unknown node type nothing")
+    assert_mentions(only_problem(data, tmp_path), "node 'fx'", "'type': expected one of", "found nothing")
 
 
 def test_unknown_param(tmp_path, tone):
@@ -140,7 +172,7 @@ def test_missing_required_param(tmp_path):
 def test_wrong_type(tmp_path, tone):
     data = chain()
     data["nodes"]["bands"]["params"] = {"n_fft": "big"}
-    assert_mentions(only_problem(data, tmp_path), "node 'bands' param 'n_fft'", "found 'big'",
+    assert_mentions(only_problem(data, tmp_path), "node 'bands' param 'n_fft'", "found the text 'big'",
                     "expected an integer in 16..65536")
 
 
@@ -153,7 +185,7 @@ def test_bool_is_not_an_integer(tmp_path, tone):
 def test_a_string_is_not_a_float(tmp_path, tone):
     data = chain()
     data["nodes"]["smooth"]["params"] = {"time_constant": "1.5"}
-    assert_mentions(only_problem(data, tmp_path), "node 'smooth' param 'time_constant'", "found '1.5'",
+    assert_mentions(only_problem(data, tmp_path), "node 'smooth' param 'time_constant'", "found the text '1.5'",
                     "expected a number in 0..60")
 
 
@@ -167,7 +199,7 @@ def test_out_of_range(tmp_path, tone):
 def test_choice_not_in_choices(tmp_path, tone):
     data = chain()
     data["nodes"]["bands"]["params"] = {"window": "hamming"}
-    assert_mentions(only_problem(data, tmp_path), "node 'bands' param 'window'", "found 'hamming'",
+    assert_mentions(only_problem(data, tmp_path), "node 'bands' param 'window'", "found the text 'hamming'",
                     "expected one of none, hann")
 
 
@@ -352,7 +384,7 @@ def test_parse_assignment_rejects_bad_syntax(text):
 def test_override_value_that_is_not_yaml_is_kept_as_text(tmp_path, tone):
     node, param, value = parse_assignment("bands.window=[hann")
     line = only_problem(chain(), tmp_path, overrides=[(node, param, value)])
-    assert_mentions(line, "node 'bands' param 'window'", "found '[hann'")
+    assert_mentions(line, "node 'bands' param 'window'", "found the text '[hann'")
 
 
 # -- files -----------------------------------------------------------------------------
@@ -481,13 +513,13 @@ def test_int_accepts_whole_floats_but_not_bool_or_fractions():
         INT.check(True)
     with pytest.raises(ParamError, match="found 2.5"):
         INT.check(2.5)
-    with pytest.raises(ParamError, match="found '3'"):
+    with pytest.raises(ParamError, match="found the text '3'"):
         INT.check("3")
 
 
 def test_float_rejects_bool_and_numeric_strings():
     assert FLOAT.check(1) == (1.0, False)
-    with pytest.raises(ParamError, match="found '1.5'"):
+    with pytest.raises(ParamError, match="found the text '1.5'"):
         FLOAT.check("1.5")
     with pytest.raises(ParamError, match="found false"):
         FLOAT.check(False)
@@ -511,7 +543,7 @@ def test_floats_one_number_or_a_list_each_in_range():
 
 def test_choice_accepts_only_its_choices():
     assert CHOICE.check("b") == ("b", False)
-    with pytest.raises(ParamError, match="expected one of a, b, found 'c'"):
+    with pytest.raises(ParamError, match="expected one of a, b, found the text 'c'"):
         CHOICE.check("c")
     with pytest.raises(ParamError):
         CHOICE.check(1, clamp=True)
@@ -524,7 +556,7 @@ def test_bool_str_and_path():
         flag.check(1)
     path = Param("p", "path", REQUIRED, "a file")
     assert path.required
-    with pytest.raises(ParamError, match="expected a file path, found ''"):
+    with pytest.raises(ParamError, match="expected a file path, found an empty text"):
         path.check("")
     with pytest.raises(ParamError, match="expected a string, found 3"):
         Param("s", "str", "", "text").check(3)
