@@ -15,6 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from . import __version__, manifest, runner
+from .launch import EXIT_INTERRUPTED, interrupt
 from .argtypes import positive_seconds
 from .errors import CppnvizError, GraphError, NodeRunError, OutputError, Problem
 from .graph import Graph, load_graph, parse_assignment, read_graph_file
@@ -25,7 +26,6 @@ log = logging.getLogger("cppnviz")
 
 EXIT_USER = 2
 EXIT_BUG = 1
-EXIT_INTERRUPTED = 130
 
 
 def _overrides(args, data: dict) -> list[tuple[str, str, object]]:
@@ -47,8 +47,11 @@ def _overrides(args, data: dict) -> list[tuple[str, str, object]]:
 
 
 def absolute(text: str) -> str:
-    """A path given on the command line, relative to where the user typed it; a trailing slash is kept."""
-    path = str(Path(text).expanduser().resolve())
+    """A path given on the command line, relative to where the user typed it; a trailing slash is kept.
+
+    Symlinks are not followed: the name is what the user gave (check_not_an_input compares real paths).
+    """
+    path = os.path.abspath(os.path.expanduser(text))
     return path + os.sep if names_a_folder(text) else path
 
 
@@ -208,15 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(levelname)s: %(message)s", stream=sys.stderr)
-    signal.signal(signal.SIGTERM, _interrupt)  # a killed render cleans up like Ctrl-C
+    signal.signal(signal.SIGTERM, interrupt)  # a killed render cleans up like Ctrl-C (launch sets it first)
     try:
         return args.func(args)
     except CppnvizError as exc:
@@ -247,4 +246,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .launch import main as launch
+    sys.exit(launch())

@@ -84,7 +84,8 @@ def cmd_live(args) -> int:
     capture = source.type_name == "audio_in"
     if capture and args.audio_backend == "null":
         log.warning("live: --audio-backend null has no input device: the input is silence")
-    clock = live.AudioClock(source.p.sample_rate, backend=args.audio_backend,
+    # A played file runs the clock at the song's own rate; a captured input at the analysis rate.
+    clock = live.AudioClock(source.p.sample_rate if capture else source.program_rate, backend=args.audio_backend,
                             play=None if capture else source.program,
                             capture=source.push if capture else None,
                             input_device=args.input)
@@ -98,7 +99,7 @@ def cmd_live(args) -> int:
             stack.callback(window.close)
         run = live.LiveRun(graph, clock, control=control, sender=sender, window=window, seconds=args.seconds)
         what = f"input {args.input or '(default)'}" if capture else f"file {source.p.path}"
-        log.info("live: %s at %d Hz (%s backend), %g fps; Ctrl-C stops", what, source.p.sample_rate,
+        log.info("live: %s at %d Hz (%s backend), %g fps; Ctrl-C stops", what, clock.sample_rate,
                  args.audio_backend, float(graph.ctx.fps))
         with live.StopOnSignals(run):
             stats = run.run()

@@ -199,7 +199,7 @@ class LiveRun:
         self.end, self.end_sample = self._ends(seconds)
         # Analysis nodes declare their window as n_fft: half the longest is how far its centre trails.
         n_fft = max((getattr(graph.nodes[n].p, "n_fft", 0) or 0 for n in self.names), default=0)
-        self.stats = LiveStats(clock.sample_rate, graph.ctx.fps, window_lag_s=n_fft / 2 / clock.sample_rate)
+        self.stats = LiveStats(clock.sample_rate, graph.ctx.fps, window_lag_s=n_fft / 2 / self.source.p.sample_rate)
         self._stop = threading.Event()
 
     def _ends(self, seconds: float | None) -> tuple[int | None, int | None]:

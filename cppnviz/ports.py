@@ -38,7 +38,8 @@ class Spec:
     """What a link carries, known when the graph is built so links are checked once.
 
     features: `size` and optional `labels` (column names); frame: `shape`
-    (height, width, 3); audio: `sample_rate`.
+    (height, width, 3); audio: `sample_rate` (of the analysis signal) and `program_rate` (of the
+    original channels, where a file provides them).
     """
 
     kind: str
@@ -46,6 +47,7 @@ class Spec:
     labels: tuple[str, ...] = field(default=())
     shape: tuple[int, int, int] | None = None
     sample_rate: int | None = None
+    program_rate: int | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,8 @@ class AudioWindow:
     `final` is True when the buffer holds the whole track (offline), so
     windows reaching past its end are zero-padded; when False (live) the
     newest sample is samples[-1] and windows must end there. `program` is the
-    original channels, shape (n, channels), for the encoder's audio track.
+    original channels, shape (n, channels), at `program_rate` (default: sample_rate),
+    for the encoder's audio track.
     """
 
     samples: np.ndarray
@@ -64,6 +67,7 @@ class AudioWindow:
     sample_rate: int
     final: bool = True
     program: np.ndarray | None = None
+    program_rate: int | None = None
 
     def window(self, start: int, length: int) -> np.ndarray:
         """Samples [start, start+length), zero-padded outside the buffer.

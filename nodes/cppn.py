@@ -375,6 +375,13 @@ class CPPN(Node):
                                backend=choose_backend(p.backend, self.name))
         return {"frame": Spec("frame", shape=(p.height, p.width, 3))}
 
+    def start(self):
+        # Said when a run starts (not while loading, where another mistake may stop everything).
+        if self.network.n_features == 0 and self.p.period == 0 and not getattr(self, "_warned_static", False):
+            self._warned_static = True
+            log.warning("node '%s': no features input and period 0: every frame is the same picture; link "
+                        "'features' (e.g. to a smoother) or set period", self.name)
+
     def process(self, tick, features=None):
         if features is not None and self.p.feature_gain != 1.0:
             features = np.asarray(features, np.float64) * self.p.feature_gain

@@ -190,7 +190,11 @@ class _Mp4:
         self.container.close()
 
     def discard(self) -> None:
-        self.container.close()
+        """Close a file about to be deleted; a failure to finish it (a full disk) no longer matters."""
+        try:
+            self.container.close()
+        except (OSError, av.FFmpegError) as exc:
+            log.debug("closing the discarded %s: %s", self.container.name, exc)
 
 
 class _PngSequence:
@@ -268,7 +272,7 @@ class Encoder(Node):
             raise GraphError([Problem("input 'frame'", f"expected a frame of shape (height, width, 3), found {shape}")])
         self._height, self._width = shape[0], shape[1]
         audio = inputs.get("audio")
-        self._sample_rate = audio.sample_rate if audio is not None else None
+        self._sample_rate = (audio.program_rate or audio.sample_rate) if audio is not None else None
         if self.p.format == "mp4" and audio is not None and not self._sample_rate:
             raise GraphError([Problem("input 'audio'", "the audio link has no sample rate")])
         self._check_path()
@@ -400,7 +404,8 @@ class Encoder(Node):
         if exc is None:
             return
         if isinstance(exc, (OSError, av.FFmpegError)):
-            raise OutputError(f"cannot write '{self.p.path}': {exc}") from exc
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise OutputError(f"cannot write '{self.p.path}': {reason[:1].lower()}{reason[1:]}") from exc
         raise exc
 
     def _stop_thread(self) -> None:

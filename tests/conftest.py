@@ -39,9 +39,9 @@ def write_tone(path: Path, seconds: float = 1.0, freq: float = 440.0) -> Path:
 
 
 def cppnviz_command() -> list[str]:
-    """The installed console script next to this Python, else `python -m cppnviz.cli`."""
+    """The installed console script next to this Python, else `python -m cppnviz.launch`."""
     script = shutil.which("cppnviz", path=os.path.dirname(sys.executable))
-    return [script] if script else [sys.executable, "-m", "cppnviz.cli"]
+    return [script] if script else [sys.executable, "-m", "cppnviz.launch"]
 
 
 def run_cli(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:

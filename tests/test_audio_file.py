@@ -32,11 +32,14 @@ LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
 
 # -- helpers ------------------------------------------------------------------------
 
-def encode(path: Path, codec: str, rate: int, channels: int, *, seconds: float = SECONDS, **options) -> Path:
-    """Write a 440 Hz sine, the same on every channel, with a real PyAV encoder."""
+def encode(path: Path, codec: str, rate: int, channels: int, *, seconds: float = SECONDS, gains=None,
+           **options) -> Path:
+    """Write a 440 Hz sine, the same on every channel (times `gains`, one per channel), with a real PyAV encoder."""
     n = round(seconds * rate)
     tone = AMPLITUDE * np.sin(2 * np.pi * TONE * np.arange(n) / rate)
     signal = np.repeat(tone[None, :], channels, axis=0)             # (channels, n)
+    if gains is not None:
+        signal *= np.asarray(gains, np.float64)[:, None]
     layout = LAYOUTS[channels]
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=rate, layout=layout, options=options)
@@ -114,10 +117,13 @@ def test_decodes_every_format(tmp_path, name, codec, rate, channels, tolerance, 
     specs = node.configure({})
 
     assert specs["audio"].kind == "audio" and specs["audio"].sample_rate == SR
+    # The video keeps the song's own rate (every rate here is one AAC takes), never above 48 kHz.
+    assert node.program_rate == specs["audio"].program_rate == min(rate, 48000)
     assert node.program.dtype == np.float32 and node.mono.dtype == np.float32
-    assert node.program.shape == (len(node.mono), min(channels, 2))
+    assert node.program.shape[1] == min(channels, 2)
     assert abs(len(node.mono) / SR - SECONDS) <= tolerance
-    assert np.max(np.abs(node.program)) < 1.0  # a 0.5 sine: no clipping from any downmix
+    assert abs(len(node.program) / node.program_rate - SECONDS) <= tolerance
+    assert np.max(np.abs(node.program)) <= 1.0  # no clipping from any downmix
     assert np.max(np.abs(node.mono)) == pytest.approx(1.0)
     # The pitch survives resampling from any rate: a wrong rate would move the peak.
     assert dominant_hz(node.mono, SR) == pytest.approx(TONE, abs=3)
@@ -131,10 +137,35 @@ def test_decode_audio_returns_program_at_the_asked_rate(tmp_path):
     assert dominant_hz(program[:, 0], 16000) == pytest.approx(TONE, abs=3)
 
 
-def test_surround_downmix_does_not_clip(tmp_path):
+def test_surround_downmix_does_not_clip_and_is_lowered_only_as_far_as_its_peak_needs(tmp_path):
+    # The same 0.5 sine on all six channels: BS.775 sums 0.5 (1 + 0.707 + 0.707) = 1.21 onto each side.
     program = decode_audio(str(encode(tmp_path / "six.wav", "pcm_s16le", 48000, 6)), SR)
     assert program.shape[1] == 2
-    assert np.max(np.abs(program)) == pytest.approx(AMPLITUDE, abs=1e-3)
+    assert np.max(np.abs(program)) <= 1.0
+    assert np.max(np.abs(program)) == pytest.approx(1.0, abs=1e-3)   # not the 1/2.414 of a fixed rescaling
+
+
+def test_surround_downmix_follows_bs775(tmp_path):
+    # 5.1 is FL FR FC LFE BL BR: fronts at unity, centre and surrounds at -3 dB, LFE left out.
+    fronts = decode_audio(str(encode(tmp_path / "front.wav", "pcm_s16le", SR, 6, gains=[1, 1, 0, 0, 0, 0])))
+    stereo = decode_audio(str(encode(tmp_path / "stereo.wav", "pcm_s16le", SR, 2)))
+    np.testing.assert_array_equal(fronts, stereo)              # front-only 5.1 sounds as loud as stereo
+    centre = decode_audio(str(encode(tmp_path / "centre.wav", "pcm_s16le", SR, 6, gains=[0, 0, 1, 0, 0, 0])))
+    left_back = decode_audio(str(encode(tmp_path / "back.wav", "pcm_s16le", SR, 6, gains=[0, 0, 0, 0, 1, 0])))
+    lfe = decode_audio(str(encode(tmp_path / "lfe.wav", "pcm_s16le", SR, 6, gains=[0, 0, 0, 1, 0, 0])))
+    # 16-bit input: within one step of 2^-15 of the exact gains.
+    np.testing.assert_allclose(np.max(np.abs(centre), axis=0), [AMPLITUDE / np.sqrt(2)] * 2, atol=2**-15)
+    np.testing.assert_allclose(np.max(np.abs(left_back), axis=0), [AMPLITUDE / np.sqrt(2), 0], atol=2**-15)
+    assert not np.any(lfe)
+
+
+@pytest.mark.parametrize("source, expected", [(8000, 8000), (22050, 22050), (37800, 44100), (44100, 44100),
+                                              (48000, 48000), (88200, 48000), (96000, 48000), (192000, 48000)])
+def test_the_video_keeps_the_songs_rate_where_aac_takes_it(tmp_path, source, expected):
+    node = make_node(encode(tmp_path / "tone.wav", "pcm_s16le", source, 2, seconds=0.2))
+    node.configure({})
+    assert node.program_rate == expected
+    assert dominant_hz(node.program[:, 0], expected) == pytest.approx(TONE, abs=6)
 
 
 def test_normalize_changes_only_the_analysis_signal(tmp_path):

@@ -25,9 +25,9 @@ BASE_NODES = ("audio_file", "stft_bands", "normalizer", "smoother")
 
 
 def command() -> list[str]:
-    """The installed console script next to this Python, else `python -m cppnviz.cli`."""
+    """The installed console script next to this Python, else `python -m cppnviz.launch`."""
     script = shutil.which("cppnviz", path=os.path.dirname(sys.executable))
-    return [script] if script else [sys.executable, "-m", "cppnviz.cli"]
+    return [script] if script else [sys.executable, "-m", "cppnviz.launch"]
 
 
 def cli(*args, cwd=None) -> subprocess.CompletedProcess:
@@ -407,3 +407,43 @@ def test_unknown_command_is_a_usage_error():
     result = cli("paint")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("seconds", ["inf", "1e400", "nan"])
+def test_seconds_must_be_finite(project, seconds):
+    result = cli("render", project / "graph.yaml", "--seconds", seconds)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert_mentions(result.stderr.splitlines()[-1], "--seconds", "finite", seconds)
+
+
+def test_features_output_is_checked_before_the_analysis_runs(project, monkeypatch, capsys):
+    from cppnviz import cli as cli_module, runner
+
+    def analysis(*args, **kwargs):
+        raise AssertionError("the analysis ran before the output was checked")
+    monkeypatch.setattr(runner, "collect", analysis)
+    target = project / "missing" / "x.csv"
+    assert cli_module.main(["features", str(project / "graph.yaml"), "--node", "smooth", "--out", str(target)]) == 2
+    assert_mentions(capsys.readouterr().err, str(target), "does not exist")
+    fifo = project / "pipe.csv"
+    os.mkfifo(fifo)
+    assert cli_module.main(["features", str(project / "graph.yaml"), "--node", "smooth", "--out", str(fifo)]) == 2
+    assert_mentions(capsys.readouterr().err, "a FIFO")
+    graph = project / "graph.yaml"
+    assert cli_module.main(["features", str(graph), "--node", "smooth", "--out", str(graph)]) == 2
+    assert_mentions(capsys.readouterr().err, "an input of this run")
+
+
+def test_a_cppn_without_features_warns_once_that_it_will_not_move(project):
+    data = chain()
+    data["nodes"]["cppn"] = {"type": "cppn", "params": {"width": 16, "height": 16, "layers": 2, "hidden": 4}}
+    data["nodes"]["video"] = {"type": "encoder", "inputs": {"frame": "cppn.frame"},
+                              "params": {"path": "still.mp4", "preset": "ultrafast"}}
+    graph = write_graph(project / "still.yaml", data)
+    result = cli("render", graph, "--seconds", "0.2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "no features input" in line]
+    assert len(warnings) == 1 and "cppn" in warnings[0] and "period" in warnings[0], result.stderr
+    moving = {**data, "nodes": {**data["nodes"], "cppn": {**data["nodes"]["cppn"], "inputs": {"features": "smooth.features"}}}}
+    result = cli("render", write_graph(project / "moving.yaml", moving), "--seconds", "0.2", "--quiet")
+    assert result.returncode == 0 and "no features input" not in result.stderr, result.stderr

@@ -168,6 +168,21 @@ def test_tiled_example_renders(tmp_path):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("delay", [0.05, 0.15, 0.4])
+def test_a_signal_during_start_up_exits_130_in_one_line(tmp_path, wav, sig, delay):
+    # Within the first fraction of a second the process is still importing numpy, PyAV and the nodes.
+    graph = graph_file(tmp_path, wav(tone(440, 60.0)), size=64)  # far longer than the test waits
+    proc = subprocess.Popen([*cppnviz_command(), "render", str(graph), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, stderr)
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith("error: interrupted"), stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audio.wav", "graph.yaml"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_render_leaves_the_previous_file_and_no_partial(tmp_path, wav, sig):
     audio = wav(tone(440, 30.0))
     out = tmp_path / "out.mp4"
