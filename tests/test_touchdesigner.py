@@ -1,8 +1,10 @@
 """The TouchDesigner bridge, driven the way TouchDesigner drives it, against the strict stand-in in tests/td_standin.
 
 TouchDesigner cannot run here: tests/td_standin/td.py encodes the documented API (and rejects what
-TouchDesigner rejects). The pictures and channels are checked against the offline renderer and the
-real `cppnviz features` command on the same audio.
+TouchDesigner rejects), acting as TouchDesigner 2023 and as 2025 (every test that uses it runs
+under both). The pictures and channels are checked against the offline renderer and the real
+`cppnviz features` command on the same audio. What a real TouchDesigner does that an easy stand-in
+would hide is tested in test_touchdesigner_td_behaviour.py.
 """
 
 from __future__ import annotations
@@ -32,8 +34,6 @@ from cppnviz.timebase import sample_at
 STANDIN = Path(__file__).parent / "td_standin"
 FPS = 60
 BLOCK = SR // FPS  # 735 samples: one frame of audio at 44100 Hz, 60 fps
-TOP_TEXT = "from cppnviz.host_bridge.touchdesigner.script_top import *\n"
-CHOP_TEXT = "from cppnviz.host_bridge.touchdesigner.script_chop import *\n"
 
 
 # -- a small picture node for these tests (the real renderers are written elsewhere) ------------------
@@ -117,12 +117,12 @@ class DeviceBars(Bars):
 
 # -- fixtures ------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def td(monkeypatch):
-    """The stand-in `td` module, importable as `import td` for the callbacks; test node types registered."""
+@pytest.fixture(params=[2023, 2025], ids=["td2023", "td2025"])
+def td(monkeypatch, request):
+    """The stand-in `td` module as TouchDesigner 2023 and 2025, importable by the callbacks; test nodes registered."""
     monkeypatch.syspath_prepend(str(STANDIN))
     module = importlib.import_module("td")
-    module.standin_reset()
+    module.standin_reset(request.param)
     monkeypatch.setitem(registry.all_types(), Bars.type_name, Bars)
     monkeypatch.setitem(registry.all_types(), DeviceBars.type_name, DeviceBars)
     Bars.threads = set()
@@ -132,6 +132,7 @@ def td(monkeypatch):
         for bridge in getattr(callbacks, "_bridges", {}).values():
             bridge.close()
     assert module.thread_violations == []
+    assert module.standin_run_errors == []   # a deferred run that raised (TouchDesigner prints it and goes on)
 
 
 def music(seconds: float = 2.0) -> np.ndarray:
@@ -192,8 +193,9 @@ def as_uint8(frame: np.ndarray) -> np.ndarray:
 
 def make_op(td, kind: str, name: str = "picture"):
     """A Script TOP or CHOP whose Callbacks DAT imports the bridge's callbacks, set up as TouchDesigner does."""
+    setup = importlib.import_module("cppnviz.host_bridge.touchdesigner.setup_network")
     dat = td.textDAT(f"{name}_callbacks")
-    dat.text = TOP_TEXT if kind == "top" else CHOP_TEXT
+    dat.text = setup.TOP_CALLBACKS if kind == "top" else setup.CHOP_CALLBACKS
     op = (td.scriptTOP if kind == "top" else td.scriptCHOP)(name)
     op.par.callbacks = dat
     td.standin_setup(op)
@@ -213,6 +215,11 @@ def cook(td, op, audio=None, block=None, frames: int = 1):
     td.standin_advance(frames, FPS)
     assert td.standin_cook(op), op.standin_script_errors
     return op
+
+
+def settle(td):
+    """Start the next frame without cooking: what the last cook left for then (new pages, their values) is done."""
+    td.standin_advance(1, FPS)
 
 
 def blocks(samples: np.ndarray, sizes=None):
@@ -238,26 +245,29 @@ def test_standin_rejects_what_touchdesigner_rejects(td):
     good = np.zeros((4, 6, 4), np.uint8)
     with pytest.raises(td.tdError, match="outside onCook"):
         top.copyNumpyArray(good)
-    object.__setattr__(top, "_cooking", True)
-    top.copyNumpyArray(good)
-    top.copyNumpyArray(np.zeros((4, 6, 4), np.float32))
-    top.copyNumpyArray(np.zeros((4, 6, 1), np.uint16))
-    with pytest.raises(td.tdError, match="dtype float64"):
-        top.copyNumpyArray(np.zeros((4, 6, 4)))
-    with pytest.raises(td.tdError, match="C-contiguous"):
-        top.copyNumpyArray(np.flipud(good))           # the negative-stride view np.flipud returns
-    with pytest.raises(td.tdError, match="channels"):
-        top.copyNumpyArray(np.zeros((4, 6, 5), np.uint8))
-    with pytest.raises(td.tdError, match="shape"):
-        top.copyNumpyArray(np.zeros((4, 6), np.uint8))
+    with td.standin_inside_cook(top):
+        top.copyNumpyArray(good)
+        top.copyNumpyArray(np.zeros((4, 6, 4), np.float32))
+        top.copyNumpyArray(np.zeros((4, 6, 1), np.uint16))
+        with pytest.raises(td.tdError, match="dtype float64"):
+            top.copyNumpyArray(np.zeros((4, 6, 4)))
+        with pytest.raises(td.tdError, match="C-contiguous"):
+            top.copyNumpyArray(np.flipud(good))           # the negative-stride view np.flipud returns
+        with pytest.raises(td.tdError, match="channels"):
+            top.copyNumpyArray(np.zeros((4, 6, 5), np.uint8))
+        with pytest.raises(td.tdError, match="shape"):
+            top.copyNumpyArray(np.zeros((4, 6), np.uint8))
 
     page = top.appendCustomPage("Checks")
     for bad in ("band_gain", "bandgain", "BandGain", "Band gain", "1band", ""):
         with pytest.raises(td.tdError, match="invalid parameter name"):
             page.appendFloat(bad)
-    page.appendFloat("Bandgain2")
+    first = page.appendFloat("Bandgain2")[0]
     with pytest.raises(td.tdError, match="already exists"):
-        page.appendInt("Bandgain2")
+        page.appendInt("Bandgain2", replace=False)
+    assert page.appendInt("Bandgain2")[0].style == "Int" and not first.valid   # replace=True, the default
+    with pytest.raises(td.tdError, match="no longer exists"):
+        first.eval()
     with pytest.raises(AttributeError):
         top.par.Nosuchpar
 
@@ -265,19 +275,27 @@ def test_standin_rejects_what_touchdesigner_rejects(td):
     shape.width, shape.height, shape.numComps, shape.dataType = 6, 4, 4, np.uint8
     with pytest.raises(AttributeError):
         shape.stride = 24                            # exactly the documented fields
-    with pytest.raises(td.tdError, match="size"):
-        top.copyCUDAMemory(good.ctypes.data, good.nbytes - 1, shape)
-    top.copyCUDAMemory(good.ctypes.data, good.nbytes, shape, stream=5)
+    with td.standin_inside_cook(top):
+        with pytest.raises(td.tdError, match="size"):
+            top.copyCUDAMemory(good.ctypes.data, good.nbytes - 1, shape)
+        with pytest.raises(td.tdError, match="output resolution"):
+            top.copyCUDAMemory(good.ctypes.data, good.nbytes, shape, stream=5)
+    top.par.outputresolution, top.par.resolutionw, top.par.resolutionh = "custom", 6, 4
+    with td.standin_inside_cook(top), pytest.raises(td.tdError, match="pixel format 'rgba32float'"):
+        top.copyCUDAMemory(good.ctypes.data, good.nbytes, shape, stream=5)   # the default format: 32-bit float
+    top.par.format = "rgba8fixed"
+    with td.standin_inside_cook(top):
+        top.copyCUDAMemory(good.ctypes.data, good.nbytes, shape, stream=5)
 
     chop = td.scriptCHOP("strictchop")
-    object.__setattr__(chop, "_cooking", True)
-    chop.numSamples = 1
-    with pytest.raises(td.tdError, match="rate before numSamples"):
-        chop.rate = 60
-    with pytest.raises(td.tdError, match="expected 1 values"):
-        chop.appendChan("a").vals = [1.0, 2.0]
-    with pytest.raises(td.tdError, match="float32"):
-        chop.copyNumpyArray(np.zeros((1, 1)))
+    with td.standin_inside_cook(chop):
+        chop.numSamples = 1
+        with pytest.raises(td.tdError, match="rate before numSamples"):
+            chop.rate = 60
+        with pytest.raises(td.tdError, match="expected 1 values"):
+            chop.appendChan("a").vals = [1.0, 2.0]
+        with pytest.raises(td.tdError, match="float32"):
+            chop.copyNumpyArray(np.zeros((1, 1)))
 
 
 def test_standin_records_calls_from_other_threads(td):
@@ -347,6 +365,7 @@ def test_node_pages_follow_the_declarations(td, song):
     top.par.Graph = str(song.graph)
     cook(td, top)
     assert top.standin_errors == []
+    settle(td)                                   # the pages are built at the start of the next frame
     assert [p.name for p in top.customPages] == ["cppnviz", "audio", "bands", "norm", "smooth", "bars"]
     tc = top.par.Smoothtimeconstant
     assert (tc.style, tc.label, tc.min, tc.max, tc.normMin, tc.normMax, tc.default) == \
@@ -467,6 +486,7 @@ def test_parameter_changes_reach_the_nodes_and_are_clamped_with_a_warning(td, so
     top.par.Graph, top.par.Audiochop = str(song.graph), audio
     feed = blocks(song.samples)
     cook(td, top, audio, next(feed))
+    settle(td)
 
     top.par.Smoothtimeconstant = 0.5
     cook(td, top, audio, next(feed))
@@ -582,6 +602,7 @@ def test_a_bug_raises_once_as_a_script_error_then_shows_until_reload(td, song):
     top = make_op(td, "top")
     top.par.Graph, top.par.Audiochop = str(song.graph), audio
     cook(td, top, audio)
+    settle(td)
     top.par.Barsfail = True
     audio.standin_feed(song.samples[:, :BLOCK])
     assert not td.standin_cook(top)  # raised from onCook: TouchDesigner shows a script error
@@ -591,7 +612,11 @@ def test_a_bug_raises_once_as_a_script_error_then_shows_until_reload(td, song):
     assert bridge_of(top).pipeline.session is None
     top.par.Reload.pulse()                       # the file says fail: false
     cook(td, top, audio, song.samples[:, :BLOCK])
-    assert top.standin_errors == [] and top.par.Barsfail.eval() is False and top.standin_image is not None
+    assert top.standin_errors == [] and top.standin_image is not None
+    settle(td)                                   # and the page says so from the next frame
+    assert top.par.Barsfail.eval() is False
+    cook(td, top, audio, song.samples[:, BLOCK:2 * BLOCK])
+    assert top.standin_errors == [] and len(top.standin_script_errors) == 1
 
 
 def test_reload_rereads_the_graph_and_reset_restarts_the_state(td, song):
@@ -616,6 +641,7 @@ def test_reload_rereads_the_graph_and_reset_restarts_the_state(td, song):
     write_graph(song.graph, lambda d: d["nodes"]["bars"]["params"].update(gain=0.5, width=40))
     top.par.Reload.pulse()                       # ...gives way to the file on Reload
     cook(td, top, audio, feed[11])
+    settle(td)
     assert top.par.Barsgain.eval() == 0.5 and node(top, "bars").p.gain == 0.5
     assert top.par.Barswidth.eval() == 40 and top.standin_image.shape == (24, 40, 4)
     assert bridge_of(top).frame == 1  # a new graph starts its clock again: frames 0 and 1 by this slice
@@ -626,11 +652,13 @@ def test_changing_the_audio_source_keeps_the_tweaks(td, song):
     top = make_op(td, "top")
     top.par.Graph = str(song.graph)
     cook(td, top)
+    settle(td)
     assert "Audiopath" in [p.name for page in top.customPages for p in page.pars]
     top.par.Smoothtimeconstant = 1.5
     cook(td, top)
     top.par.Audiochop = audio                   # audio_file becomes audio_in: other pages, same tweak
     cook(td, top, audio, song.samples[:, :BLOCK])
+    settle(td)
     names = [p.name for page in top.customPages for p in page.pars]
     assert "Audiopath" not in names and "Audiohistory" in names
     assert node(top, "audio").type_name == "audio_in" and node(top, "audio").p.sample_rate == SR
@@ -641,6 +669,7 @@ def test_setup_parameters_again_keeps_every_value(td, song):
     top = make_op(td, "top")
     top.par.Graph = str(song.graph)
     cook(td, top)
+    settle(td)
     top.par.Barsgain = 3.0
     cook(td, top)
     td.standin_setup(top)                       # TouchDesigner runs it again when the DAT is reassigned
@@ -713,18 +742,21 @@ def test_device_frames_go_through_copy_cuda_memory(td, song, monkeypatch, dtype)
     host.par.Graph, host.par.Audiochop, host.par.Dtype = str(song.graph), audio, dtype
     top = make_op(td, "top")
     top.par.Graph, top.par.Audiochop, top.par.Dtype = str(device_graph), audio, dtype
-    for block in list(blocks(song.samples))[:20]:
+    for k, block in enumerate(list(blocks(song.samples))[:20]):
         audio.standin_feed(block)
         td.standin_advance(1, FPS)
         assert td.standin_cook(top), top.standin_script_errors
         assert td.standin_cook(host)
+        if k == 0:   # the TOP's resolution and format are set for this memory at the next frame's start
+            assert top.standin_cuda == []
+            continue
         record = top.standin_cuda[-1]
         assert (record["width"], record["height"], record["numComps"]) == (32, 24, 4)
         assert record["dataType"] is (np.uint8 if dtype == "uint8" else np.float32)
         assert record["stream"] == 0xC0FFEE and record["size"] == 32 * 24 * 4 * np.dtype(dtype).itemsize
         rgba = top.standin_image[..., [2, 1, 0, 3]] if dtype == "uint8" else top.standin_image
         np.testing.assert_array_equal(rgba, host.standin_image)
-    assert len(top.standin_cuda) == 20
+    assert len(top.standin_cuda) == 19
 
 
 # -- the network script -------------------------------------------------------------------------------------------
@@ -733,14 +765,11 @@ def test_setup_network_builds_a_working_network(td, song):
     setup = importlib.import_module("cppnviz.host_bridge.touchdesigner.setup_network")
     project = td.baseCOMP("project1")
     made = setup.build(project, graph=str(song.graph))
-    assert {o.name for o in project.children} == {"cppnviz_audio", "cppnviz_top_callbacks", "cppnviz_picture",
-                                                  "cppnviz_chop_callbacks", "cppnviz_features"}
     top, chop, audio = made["top"], made["chop"], made["audio"]
     assert isinstance(top, td.scriptTOP) and isinstance(chop, td.scriptCHOP) and isinstance(audio, td.audiodeviceinCHOP)
-    assert top.par.callbacks.eval() is made["top_callbacks"] and chop.inputs == [audio]
+    assert chop.inputs == [audio]
     assert top.par.Audiochop.eval() is audio and chop.par.Graph.eval() == str(song.graph)
     module = made["top_callbacks"].module
-    assert module.onGetCookLevel(top) is td.CookLevel.ALWAYS
     assert module.cook is module.onCook and module.setupParameters is module.onSetupParameters
     for block in list(blocks(song.samples))[:5]:
         audio.standin_feed(block)
@@ -782,6 +811,7 @@ def test_output_menu_switches_pictures_and_dtype_switches_the_format(td, song):
     top.par.Graph, top.par.Audiochop = str(song.graph), audio
     feed = blocks(song.samples)
     cook(td, top, audio, next(feed))
+    settle(td)
     assert top.par.Output.menuNames == ["auto", "bars.frame", "cppn.frame"]
     assert top.standin_image.shape == (24, 40, 4)          # auto: the last picture in the graph
     top.par.Output = "bars.frame"

@@ -13,6 +13,13 @@ as a script error with its traceback in the textport; later cooks show it with a
 the graph file changes or Reload is pressed. Warnings (a clamped value, an offset the pushed
 audio cannot apply) use scriptOp.addWarning. TouchDesigner clears an operator's messages at
 every cook, so they are added again on each cook while they hold.
+
+Parameters. An operator's own parameters and pages are never written during its cook (that is
+undocumented and known to cause cook-dependency loops): what a cook decides to change — the node
+pages of a newly loaded graph, the TOP's resolution and format for a GPU copy, the page missing
+before "Setup Parameters" — is done at the start of the next frame, with
+td.run(..., delayFrames=1, fromOP=scriptOp). A parameter the user drives (expression, export,
+bind) is never given a value (see pages).
 """
 
 from __future__ import annotations
@@ -25,13 +32,13 @@ from cppnviz.errors import AudioError, CppnvizError
 
 from . import frames, pages
 from .layout import Layout
-from .pages import FIXED_PAGE, Fixed
+from .pages import FIXED_PAGE, Fixed, is_constant
 from .pipeline import AsyncDriver, Job, Outcome, Pipeline
 
 AUTO = "auto"
 
 GRAPH = Fixed("Graph", "File", "Graph", "the cppnviz graph file (.yaml)", "")
-AUDIOCHOP = Fixed("Audiochop", "OP", "Audio CHOP", "a time-sliced audio CHOP (Audio Device In): its samples drive "
+AUDIOCHOP = Fixed("Audiochop", "CHOP", "Audio CHOP", "a time-sliced audio CHOP (Audio Device In): its samples drive "
                   "the graph, replacing the graph's audio_file; empty: the graph's own audio file, paced by time")
 RELOAD = Fixed("Reload", "Pulse", "Reload", "read the graph file again (its values replace the ones set here)")
 RESET = Fixed("Reset", "Pulse", "Reset", "clear every node's state and restart at frame 0")
@@ -48,6 +55,21 @@ def _plain(style: str, value: Any) -> Any:
     return str(value)
 
 
+def audio_chop(par) -> Any:
+    """The CHOP an Audiochop parameter names, None when it is empty; anything else is the user's mistake."""
+    value = par.eval()
+    if isinstance(value, (list, tuple)):
+        raise AudioError(f"Audiochop: names several operators ({len(value)}); choose one audio CHOP")
+    if value is None:
+        if is_constant(par) and not par.val:
+            return None
+        named = par.val if is_constant(par) else (par.expr or par.bindExpr or "its export")
+        raise AudioError(f"Audiochop: {named!r} is not a CHOP; choose an audio CHOP (Audio Device In)")
+    if not getattr(value, "isCHOP", False):
+        raise AudioError(f"Audiochop: {value.path} is not a CHOP; choose an audio CHOP (Audio Device In)")
+    return value
+
+
 class Bridge:
     """One Script operator's cppnviz graph. Subclasses say what is shown (a picture, channels)."""
 
@@ -59,8 +81,10 @@ class Bridge:
         self.td = td
         self.pipeline = Pipeline(self.kind)
         self.driver: AsyncDriver | None = None
-        self.layout: Layout | None = None
-        self.seen: dict[str, Any] = {}              # TD name -> the value last read or written
+        self.layout: Layout | None = None           # the layout the operator's pages show
+        self.fps = 60.0                             # the newest graph's frame rate
+        self.deferred: dict[str, Any] = {}          # what the next frame's start does, by kind
+        self.seen: dict[str, Any] = {}              # TD name -> the value the graph was last given
         self.pulses: set[str] = set()
         self.notes: dict[str, tuple[str, str]] = {}  # TD name -> (level, text) about its value
         self.warnings: list[str] = []
@@ -72,11 +96,10 @@ class Bridge:
 
     # -- callbacks --------------------------------------------------------------------------
     def setup_parameters(self, op) -> None:
-        """Build the 'cppnviz' page and, once a graph is loaded, its node pages (values kept)."""
+        """Build the 'cppnviz' page and, once a graph is loaded, its node pages (values and modes kept)."""
         pages.build_fixed_page(op, self.fixed)
         if self.layout is not None:
             pages.build_node_pages(op, self.layout, keep_values=True)
-            self._remember(op)
 
     def pulse(self, par) -> None:
         # Handled at the next cook, where the graph is touched: onPulse only takes note.
@@ -87,7 +110,8 @@ class Bridge:
         # Reading a time value makes TouchDesigner 2023 cook this operator every frame.
         _ = self.td.absTime.frame
         if not any(page.name == FIXED_PAGE for page in op.customPages):
-            self.setup_parameters(op)
+            self._defer(op, "setup", lambda: self.setup_parameters(op))  # "Setup Parameters" not pressed yet
+            return
         try:
             job = self._job(op)
         except CppnvizError as exc:  # an unusable audio CHOP: shown like any other user mistake
@@ -102,9 +126,21 @@ class Bridge:
             self.driver.close()
             self.driver = None
 
+    def _defer(self, op, kind: str, action) -> None:
+        """Do `action` at the start of the next frame, outside this operator's cook (the newest of each kind)."""
+        if not self.deferred:
+            self.td.run(self._run_deferred, op, delayFrames=1, fromOP=op)
+        self.deferred[kind] = action
+
+    def _run_deferred(self, op) -> None:
+        actions, self.deferred = self.deferred, {}
+        if op.valid:  # deleted meanwhile: nothing to write to
+            for action in actions.values():
+                action()
+
     # -- main thread: read TouchDesigner ------------------------------------------------------
     def _audio_chop(self, op):
-        return op.par.Audiochop.eval()
+        return audio_chop(op.par.Audiochop)
 
     def _async(self, op) -> bool:
         return False
@@ -153,7 +189,9 @@ class Bridge:
     # -- main thread: show --------------------------------------------------------------------
     def _show(self, op, outcome: Outcome) -> None:
         if outcome.layout is not None:
-            self._apply_layout(op, outcome.layout)
+            layout, self.fps = outcome.layout, outcome.layout.fps
+            self.notes.clear()  # they were about values the new layout replaces
+            self._defer(op, "layout", lambda: self._apply_layout(op, layout))
         if outcome.warnings is not None:
             self.warnings = outcome.warnings
         for name, note in outcome.notes.items():
@@ -165,7 +203,9 @@ class Bridge:
             self.error = None
         elif outcome.running is False:
             self.error = outcome.error
-            self.image = self.features = None
+            self.image = None
+            if self.features is not None:  # the same channels, at zero: references downstream keep working
+                self.features = (self.features[0], np.zeros_like(self.features[1]))
         if outcome.image is not None:
             self.image = outcome.image
         if outcome.features is not None:
@@ -191,18 +231,17 @@ class Bridge:
         op.addError(f"cppnviz: internal error (traceback in the textport): {type(exc).__name__}: {exc}")
 
     def _apply_layout(self, op, layout: Layout) -> None:
+        """Show a new layout (at a frame's start): the target menu, the node pages and their values."""
         menu = getattr(op.par, self.target_par)
         names = [AUTO, *layout.targets]
         chosen = menu.eval()
         menu.menuNames, menu.menuLabels = names, names
-        menu.val = chosen if chosen in names else AUTO
+        if is_constant(menu):
+            menu.val = chosen if chosen in names else AUTO
         pages.build_node_pages(op, layout, keep_values=False)
         self.layout = layout
-        self.notes.clear()  # they were about values the new layout has just replaced
-        self._remember(op)
-
-    def _remember(self, op) -> None:
-        self.seen = {spec.name: _plain(spec.style, getattr(op.par, spec.name).eval()) for spec in self.layout.specs}
+        # What the graph has now; a parameter the user drives differs, and its value goes to the graph next cook.
+        self.seen = {spec.name: _plain(spec.style, layout.values[spec.name]) for spec in layout.specs}
 
     def _output(self, op) -> None:
         raise NotImplementedError
@@ -231,8 +270,22 @@ class TopBridge(Bridge):
         return str(op.par.Dtype.eval())
 
     def _output(self, op) -> None:
-        if self.image is not None:
-            frames.copy_to_top(op, self.image, self.td)
+        if self.image is None:
+            return
+        if frames.is_device_array(self.image):
+            wanted = frames.cuda_settings(self.image)
+            stale = {name: value for name, value in wanted.items() if getattr(op.par, name).eval() != value}
+            if stale:
+                # Copied into another resolution or format the picture comes out wrong: set them at the next
+                # frame's start (not during this cook) and copy from then on.
+                self._defer(op, "cuda", lambda: self._set(op, stale))
+                return
+        frames.copy_to_top(op, self.image, self.td)
+
+    @staticmethod
+    def _set(op, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            getattr(op.par, name).val = value
 
 
 class ChopBridge(Bridge):
@@ -249,14 +302,18 @@ class ChopBridge(Bridge):
 
     def _audio_chop(self, op):
         # Wired in (as setup_network does) or named on the Audiochop parameter.
-        return op.inputs[0] if op.inputs else op.par.Audiochop.eval()
+        return op.inputs[0] if op.inputs else audio_chop(op.par.Audiochop)
 
     def _output(self, op) -> None:
         op.clear()
+        # Time slicing defaults to the input's, and an audio input is time-sliced: the channels would
+        # then span the frames since the last cook. One sample per frame instead, set before rate and
+        # numSamples (as TouchDesigner 2025's own Script CHOP template does).
+        op.isTimeSlice = False
         if self.features is None:
             return
         names, values = self.features
-        op.rate = self.layout.fps        # the documented order: rate before numSamples
+        op.rate = self.fps               # the documented order: rate before numSamples
         op.numSamples = 1
         for name, value in zip(names, values):
             op.appendChan(name).vals = [float(value)]

@@ -7,7 +7,9 @@ arrays start at the BOTTOM scanline. The flipped rows are written into a freshly
 
 A cupy frame (the GPU path) is converted on the device and handed over with copyCUDAMemory:
 uint8 memory with 4 components is BGRA to TouchDesigner, float32 is RGBA. cupy is imported only
-when such a frame arrives.
+when such a frame arrives. Before that copy the Script TOP's output resolution and pixel format
+must match the memory (cuda_settings): a uint8 copy into the default 32-bit float format was
+reported to come out corrupted. *Unverified* until it runs in a real TouchDesigner on an NVIDIA GPU.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 import numpy as np
 
 DTYPES = ("uint8", "float32")
+# The Script TOP pixel format (its `format` parameter) that matches 4-component device memory of each dtype.
+CUDA_FORMATS = {"uint8": "rgba8fixed", "float32": "rgba32float"}
 
 
 def is_device_array(frame: Any) -> bool:
@@ -81,6 +85,13 @@ def to_image(frame: Any, dtype: str) -> Any:
         cupy.cuda.get_current_stream().synchronize()
         return image
     return host_image(frame, dtype)
+
+
+def cuda_settings(image: Any) -> dict[str, Any]:
+    """The Script TOP parameters a copyCUDAMemory of `image` needs: a custom resolution of its size, its format."""
+    h, w, _ = image.shape
+    return {"outputresolution": "custom", "resolutionw": int(w), "resolutionh": int(h),
+            "format": CUDA_FORMATS[str(image.dtype)]}
 
 
 def copy_to_top(top: Any, image: Any, td: Any) -> None:

@@ -9,7 +9,6 @@ finished Outcome on each cook.
 from __future__ import annotations
 
 import os
-import queue
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -26,6 +25,8 @@ from .session import Session
 # otherwise once per this many seconds (a missing audio file copied in, a device plugged in); a
 # bug is tried again only when the file changes or on Reload.
 RETRY_SECONDS = 1.0
+# A worker thread with no job for this long ends (the next job starts another).
+IDLE_SECONDS = 5.0
 # The bridge's own parameters: node params never take these names.
 RESERVED = ("Graph", "Output", "Features", "Audiochop", "Reload", "Reset", "Async", "Dtype")
 
@@ -247,53 +248,65 @@ class AsyncDriver:
     """Runs a Pipeline on a worker thread. submit() queues a Job; take() returns what finished since the last take().
 
     Jobs that pile up while a frame renders are handled together: every one's audio and changes
-    are applied in order, and only the newest frame is rendered.
+    are applied in order, and only the newest frame is rendered. A worker with nothing to do for
+    IDLE_SECONDS ends, and the next submit() starts another: so the worker of a deleted
+    operator, whose cooks have stopped, never outlives it for long.
     """
 
     def __init__(self, pipeline: Pipeline):
         self.pipeline = pipeline
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._done = threading.Condition()
+        self._lock = threading.Condition()
+        self._jobs: list[Job] = []
         self._finished = Outcome()
         self._submitted = self._handled = 0
-        self._thread = threading.Thread(target=self._run, name="cppnviz-td-render", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self._closing = False
 
     def submit(self, job: Job) -> None:
-        with self._done:
+        with self._lock:
             self._submitted += 1
-        self._jobs.put(job)
+            self._jobs.append(job)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="cppnviz-td-render", daemon=True)
+                self._thread.start()
+            self._lock.notify_all()
 
     def take(self) -> Outcome:
-        with self._done:
+        with self._lock:
             finished, self._finished = self._finished, Outcome()
         return finished
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until every submitted job is handled (tests, and switching Async off)."""
-        with self._done:
-            return self._done.wait_for(lambda: self._handled == self._submitted, timeout)
+        with self._lock:
+            return self._lock.wait_for(lambda: self._handled == self._submitted, timeout)
+
+    def running(self) -> bool:
+        """Whether a worker thread is alive."""
+        with self._lock:
+            thread = self._thread
+        return thread is not None and thread.is_alive()
 
     def close(self) -> None:
-        """Finish the queued jobs and stop the thread (the Pipeline then belongs to the caller)."""
-        self._jobs.put(None)
-        self._thread.join()
+        """Finish the queued jobs and stop the worker (the Pipeline then belongs to the caller)."""
+        with self._lock:
+            self._closing = True
+            thread = self._thread
+            self._lock.notify_all()
+        if thread is not None:
+            thread.join()
 
     def _run(self) -> None:
-        stop = False
-        while not stop:
-            batch = [self._jobs.get()]
-            while True:
-                try:
-                    batch.append(self._jobs.get_nowait())
-                except queue.Empty:
-                    break
-            if None in batch:
-                stop = True
-                batch = batch[:batch.index(None)]
+        while True:
+            with self._lock:
+                self._lock.wait_for(lambda: self._jobs or self._closing, IDLE_SECONDS)
+                batch, self._jobs = self._jobs, []
+                if not batch:  # idle for IDLE_SECONDS, or closing with nothing left
+                    self._thread = None
+                    return
             for i, job in enumerate(batch):
                 outcome = self.pipeline.handle(replace(job, render=i == len(batch) - 1))
-                with self._done:
+                with self._lock:
                     self._finished.merge(outcome)
                     self._handled += 1
-                    self._done.notify_all()
+                    self._lock.notify_all()

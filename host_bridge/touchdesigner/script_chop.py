@@ -1,29 +1,27 @@
 """Script CHOP callbacks: a cppnviz graph's features as channels, one sample per frame.
 
-Point a Script CHOP's Callbacks DAT at a Text DAT holding
+A Script CHOP's callbacks DAT holds setup_network.CHOP_CALLBACKS:
 
     from cppnviz.host_bridge.touchdesigner.script_chop import *
 
-and wire the audio CHOP into its first input (or name it on the Audiochop parameter). Channels
-are named <node>_<output>_<index> (smooth_features_0, ...). Only the features output's upstream
-runs here (analysis only), so this CHOP works alongside a Script TOP on the same graph; each keeps
-its own copy of the analysis.
+plus its own onGetCookLevel (see script_top). Wire the audio CHOP into its first input (or name
+it on the Audiochop parameter). Channels are named <node>_<output>_<index> (smooth_features_0,
+...). Only the features output's upstream runs here (analysis only), so this CHOP works alongside
+a Script TOP on the same graph; each keeps its own copy of the analysis.
 """
 
 import td
 
 from cppnviz.host_bridge.touchdesigner.bridge import ChopBridge
+from cppnviz.host_bridge.touchdesigner.owners import Bridges
 
-__all__ = ["onSetupParameters", "onPulse", "onCook", "onGetCookLevel", "setupParameters", "cook"]
+__all__ = ["onSetupParameters", "onPulse", "onCook", "setupParameters", "cook"]
 
-_bridges: dict[int, ChopBridge] = {}
+_bridges = Bridges(lambda: ChopBridge(td))
 
 
 def _bridge(scriptOp) -> ChopBridge:
-    bridge = _bridges.get(scriptOp.id)
-    if bridge is None:
-        bridge = _bridges[scriptOp.id] = ChopBridge(td)
-    return bridge
+    return _bridges.get(scriptOp)
 
 
 def onSetupParameters(scriptOp):
@@ -32,10 +30,6 @@ def onSetupParameters(scriptOp):
 
 def onPulse(par):
     _bridge(par.owner).pulse(par)
-
-
-def onGetCookLevel(scriptOp):
-    return td.CookLevel.ALWAYS
 
 
 def onCook(scriptOp):

@@ -1,29 +1,27 @@
 """Script TOP callbacks: a cppnviz graph's picture in TouchDesigner.
 
-Point a Script TOP's Callbacks DAT at a Text DAT holding
+A Script TOP's callbacks DAT holds setup_network.TOP_CALLBACKS (setup_network.build() writes it):
 
     from cppnviz.host_bridge.touchdesigner.script_top import *
 
-(setup_network.build() makes it). Absolute imports only: TouchDesigner runs a DAT's text as a
-module of its own, outside this package. The callbacks are thin: the work is in bridge.TopBridge.
+plus an onGetCookLevel of its own. That one cannot live here: it returns CookLevel.ALWAYS, and
+CookLevel exists only in a TouchDesigner 2025 callbacks DAT's own globals (`td.CookLevel` does
+not exist; 2023 has no CookLevel at all). Absolute imports only: TouchDesigner runs a DAT's text
+as a module of its own, outside this package. The callbacks are thin: the work is in bridge.TopBridge.
 """
 
 import td
 
 from cppnviz.host_bridge.touchdesigner.bridge import TopBridge
+from cppnviz.host_bridge.touchdesigner.owners import Bridges
 
-__all__ = ["onSetupParameters", "onPulse", "onCook", "onGetCookLevel", "setupParameters", "cook"]
+__all__ = ["onSetupParameters", "onPulse", "onCook", "setupParameters", "cook"]
 
-# One bridge per operator, keyed by its id (stable when the operator is renamed), so several
-# Script TOPs may share this module.
-_bridges: dict[int, TopBridge] = {}
+_bridges = Bridges(lambda: TopBridge(td))
 
 
 def _bridge(scriptOp) -> TopBridge:
-    bridge = _bridges.get(scriptOp.id)
-    if bridge is None:
-        bridge = _bridges[scriptOp.id] = TopBridge(td)
-    return bridge
+    return _bridges.get(scriptOp)
 
 
 def onSetupParameters(scriptOp):
@@ -32,10 +30,6 @@ def onSetupParameters(scriptOp):
 
 def onPulse(par):
     _bridge(par.owner).pulse(par)
-
-
-def onGetCookLevel(scriptOp):
-    return td.CookLevel.ALWAYS
 
 
 def onCook(scriptOp):
