@@ -36,6 +36,9 @@ class Normalizer(Node):
               min=0, max=1000),
         Param("eps", "float", 1e-6, "added to the median so silent bands do not divide by zero", min=0, max=1e6),
         Param("gate", "float", 0.0, "values below this become 0 (the seed code uses 0.1)", min=0, max=1000),
+        Param("floor", "float", 0.1, "a band's median is never taken below this fraction of the band's mean "
+              "level, so silence stays 0 and sparse sounds (clicks in silence) move the picture at every hit; "
+              "0 = the seed's formula exactly", min=0, max=1),
     )
 
     def configure(self, inputs):
@@ -57,7 +60,12 @@ class Normalizer(Node):
         return None
 
     def fit(self, inputs):
-        self.median = np.median(inputs["features"], axis=0).astype(np.float32)
+        values = inputs["features"]
+        self.median = self._floored(np.median(values, axis=0), values.mean(axis=0, dtype=np.float64))
+
+    def _floored(self, median: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        """max(median, floor * mean): a band that is silent most of the time (median 0) still has a level."""
+        return np.maximum(median, self.p.floor * mean).astype(np.float32)
 
     def reset(self):
         self.history = None
@@ -73,7 +81,15 @@ class Normalizer(Node):
         self.history[self.filled % self.frames] = values
         self.filled += 1
         window = self.history[: min(self.filled, self.frames)]
-        return np.median(window, axis=0) if self.p.mode == "running_median" else window.mean(axis=0)
+        mean = window.mean(axis=0)
+        reference = self._floored(np.median(window, axis=0) if self.p.mode == "running_median" else mean, mean)
+        if self.filled < self.frames:
+            # Warm-up: a few frames say little about each band's own level (one frame divided by itself
+            # is the same value for every band), so lean on the level of all bands together and hand
+            # over to each band's own as the window fills.
+            weight = (self.filled - 1) / (self.frames - 1)   # 0 at the first frame, 1 once full
+            reference = weight * reference + (1.0 - weight) * reference.mean()
+        return reference
 
     def process(self, tick, features):
         out = self.gain * features / (self._reference(features) + self.p.eps)

@@ -108,3 +108,33 @@ def test_zero_lag_does_not_delay_a_peak():
 def test_smoothing_off_passes_values_through():
     frames = np.random.default_rng(5).random((20, 4)).astype(np.float32)
     np.testing.assert_array_equal(run(make(Smoother, time_constant=0.0), frames), frames)
+
+
+def test_silence_normalises_to_zero_and_every_sparse_hit_stands_out():
+    # Clicks in digital silence: a band's median is 0, so without a floor the decaying tail of one
+    # click (1e-4 of it) would come out at ~1e2..1e8 and hold the picture saturated between clicks.
+    frames = np.zeros((600, 3), np.float32)
+    for k in range(50, 600, 100):
+        frames[k] = [5.0, 2.0, 1.0]
+        frames[k + 1:k + 4] = frames[k] * np.array([[1e-2], [1e-3], [1e-4]], np.float32)
+    out = run(make(Normalizer, size=3, gain=0.5), frames)
+    assert np.all(np.isfinite(out)) and not out[frames.sum(1) == 0].any()        # silence is 0
+    hits = out[50::100]
+    tails = out[53::100]
+    assert (hits > 1.0).all() and np.allclose(hits, hits[0])                    # every click alike
+    assert (tails < 0.01 * hits).all()                                           # and gone after it
+
+
+def test_the_floor_leaves_ordinary_music_as_the_seed_normalises_it(amps):
+    np.testing.assert_array_equal(run(make(Normalizer, gain=0.5), amps), run(make(Normalizer, gain=0.5, floor=0.0), amps))
+
+
+@pytest.mark.parametrize("mode", ["running_median", "running_mean"])
+def test_running_modes_warm_up_with_distinct_bands(mode):
+    # A steady spectrum 1:2:4:8 from the first frame: each band divided by its own one-frame median
+    # would give the same value for all four; the warm-up keeps their proportions instead.
+    frames = np.tile(np.array([1.0, 2.0, 4.0, 8.0], np.float32), (240, 1))
+    out = run(make(Normalizer, mode=mode, window=2.0), frames)   # 120 frames of window
+    np.testing.assert_allclose(out[0] / out[0][0], [1, 2, 4, 8], rtol=1e-6)
+    assert all(len(np.unique(row)) == 4 for row in out[:119])
+    np.testing.assert_allclose(out[150], 1.0, rtol=1e-6)           # a full window: each band's own level

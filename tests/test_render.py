@@ -96,6 +96,21 @@ def test_a_click_changes_the_picture_at_its_frame(tmp_path, wav, fps):
     assert abs(changed - round(t * fps)) <= 1, (changed, round(t * fps))
 
 
+@pytest.mark.parametrize("floor, every_click_moves", [(0.1, True), (0.0, False)])
+def test_clicks_in_silence_move_the_picture_at_every_click(tmp_path, wav, floor, every_click_moves):
+    # Digital silence with a click every 1.5 s, the demo's smoothing. floor 0 is the seed's formula:
+    # each band's track median is 0, the first click normalises to ~1e6 and keeps the picture
+    # saturated, so the later clicks hardly show.
+    clicks = [0.5, 2.0, 3.5, 5.0]
+    audio = wav(noisy_track(6.0, clicks=clicks, level=0.0))
+    graph = graph_file(tmp_path, audio, smoother={"time_constant": 0.316}, extra={"norm": {"floor": floor}})
+    assert run_cli("render", graph, "--quiet").returncode == 0
+    frames = decoded_frames(tmp_path / "out.mp4")
+    jumps = [np.abs(frames[round(t * 30) + 2] - frames[round(t * 30) - 2]).mean() for t in clicks]
+    # In 8-bit levels: a click that moves the picture changes it by tens of levels on average.
+    assert all(jump > 10 for jump in jumps) == every_click_moves, jumps
+
+
 def test_offset_ms_delays_the_pictures(tmp_path, wav):
     audio = wav(noisy_track(2.0, clicks=[1.0], level=0.0))
     assert run_cli("render", graph_file(tmp_path, audio, offset_ms=200), "--quiet").returncode == 0
