@@ -59,7 +59,9 @@ class AudioWindow:
     windows reaching past its end are zero-padded; when False (live) the
     newest sample is samples[-1] and windows must end there. `program` is the
     original channels, shape (n, channels), at `program_rate` (default: sample_rate),
-    for the encoder's audio track.
+    for the encoder's audio track. `start` is the stream position of samples[0]: a live ring
+    buffer forgets its oldest samples, and nodes that keep state between ticks (onsets, beats)
+    need to know which samples are new; `start + now` is the stream position of `now`.
     """
 
     samples: np.ndarray
@@ -68,6 +70,7 @@ class AudioWindow:
     final: bool = True
     program: np.ndarray | None = None
     program_rate: int | None = None
+    start: int = 0
 
     def window(self, start: int, length: int) -> np.ndarray:
         """Samples [start, start+length), zero-padded outside the buffer.

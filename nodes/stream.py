@@ -72,7 +72,9 @@ class AudioIn(Node):
             # A copy of the kept history only: the audio thread may append while nodes read it.
             start = max(0, self._end - self.capacity)
             samples = self._buffer[start:self._end].copy()
-        return {"audio": AudioWindow(samples, now=len(samples), sample_rate=self.p.sample_rate, final=False)}
+            first = self.received - len(samples)  # the stream position of samples[0]
+        return {"audio": AudioWindow(samples, now=len(samples), sample_rate=self.p.sample_rate, final=False,
+                                     start=first)}
 
 
 class _Resampler:

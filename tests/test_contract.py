@@ -63,6 +63,12 @@ def build(cls, tmp_path) -> tuple[Node, dict]:
     return node, node.configure(specs)
 
 
+def fit_inputs(node, n=4) -> dict:
+    """What the prepass hands a whole-track node: each input's values over n ticks, stacked."""
+    return {port: np.stack([make_input(spec, k, False) for k in range(n)])
+            for port, spec in node.input_specs.items()}
+
+
 def run_ticks(node, n=4, noisy=False):
     out = []
     for k in range(n):
@@ -77,7 +83,7 @@ def test_runs_on_silence_with_the_declared_kinds(type_name, cls, tmp_path):
     node, out_specs = build(cls, tmp_path)
     assert set(out_specs) == {o.name for o in cls.outputs}
     if node.whole_track():
-        node.fit({p: np.zeros((4, 8), np.float32) for p in node.input_specs})
+        node.fit(fit_inputs(node))
     node.start()
     try:
         results = run_ticks(node)
@@ -108,7 +114,7 @@ def test_deterministic_and_reset_clears_state(type_name, cls, tmp_path):
     b, _ = build(cls, tmp_path)
     for node in (a, b):
         if node.whole_track():
-            node.fit({p: np.zeros((4, 8), np.float32) for p in node.input_specs})
+            node.fit(fit_inputs(node))
     first = outputs(a, specs)
     for x, y in zip(first, outputs(b, specs)):
         for k in x:
