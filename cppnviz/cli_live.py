@@ -72,16 +72,21 @@ def live_graph(args) -> Graph:
         rate = params.get("sample_rate", 44100) if isinstance(params, dict) else 44100
         # Same name and rate, so every link and param elsewhere in the graph still fits.
         data = {**data, "nodes": {**nodes, name: {"type": "audio_in", "params": {"sample_rate": rate}}}}
-    return build_graph(data, base_dir=path.resolve().parent, overrides=overrides, live=True, path=path)
+    # A played file is known in full: the graph runs as `render` runs it (centred windows, whole-track
+    # prepass), only paced by the audio clock. Live semantics (no future) are for captured input.
+    capturing = wants_file and args.audio is None or any(
+        isinstance(spec, dict) and spec.get("type") == "audio_in" for spec in nodes.values())
+    return build_graph(data, base_dir=path.resolve().parent, overrides=overrides, live=capturing, path=path)
 
 
 def cmd_live(args) -> int:
     from . import live
 
     graph = live_graph(args)
-    live.check_live(graph)          # refuse whole-track nodes before any socket or sound card is opened
     source = live.audio_source(graph)
     capture = source.type_name == "audio_in"
+    if capture:
+        live.check_live(graph)      # refuse whole-track nodes before any socket or sound card is opened
     if capture and args.audio_backend == "null":
         log.warning("live: --audio-backend null has no input device: the input is silence")
     # A played file runs the clock at the song's own rate; a captured input at the analysis rate.

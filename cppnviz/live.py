@@ -34,7 +34,7 @@ from .graph import Graph, Link
 from .node import Node
 from .audio_clock import AudioClock
 from .preview import PreviewWindow  # noqa: F401 (re-exported)
-from .runner import Scheduler
+from .runner import Scheduler, prepass
 from .timebase import sample_at, tick
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,8 @@ class LiveRun:
     def __init__(self, graph: Graph, clock: AudioClock, *, control: Control | None = None,
                  sender: Sender | None = None, window: "PreviewWindow | None" = None,
                  seconds: float | None = None):
-        check_live(graph)
+        if graph.ctx.live:
+            check_live(graph)   # captured input: no future, so nothing that needs the whole track
         self.graph = graph
         self.clock = clock
         self.control = control
@@ -195,6 +196,9 @@ class LiveRun:
         if self.source.name not in self.names:
             self.names.insert(0, self.source.name)  # the clock's samples still reach the source
         self.scheduler = Scheduler(graph, self.names)
+        # Analysis runs at every tick the clock passes, drawn or not, so smoothing and running
+        # statistics keep the song's time; render nodes run only for frames that are shown.
+        self.analysis = [n for n in self.names if graph.nodes[n].stage == "analysis"]
         self.sample_rate = clock.sample_rate
         self.end, self.end_sample = self._ends(seconds)
         # Analysis nodes declare their window as n_fft: half the longest is how far its centre trails.
@@ -225,6 +229,7 @@ class LiveRun:
             node.reset()
         started: list[Node] = []
         try:
+            self._prepass()
             for node in nodes:
                 node.start()
                 started.append(node)
@@ -247,6 +252,15 @@ class LiveRun:
             self.stats.starved, self.stats.lost = self.clock.starved, self.clock.lost
         return self.stats
 
+    def _prepass(self) -> None:
+        """A played file: fit whole-track nodes over the song before playback, as `render` does."""
+        song = self.source.frame_count()
+        if self.graph.ctx.live or song is None or not any(self.graph.nodes[n].whole_track() for n in self.names):
+            return
+        # The whole song, even with --seconds: the statistics are the song's, as in a full render.
+        log.info("live: analysing the whole song first (%d frames), as render does", song)
+        log.info("live: analysed in %.1f s", prepass(self.graph, song, self.names))
+
     def _loop(self) -> None:
         fps, sr = self.graph.ctx.fps, self.sample_rate
         next_k = 0
@@ -266,6 +280,8 @@ class LiveRun:
                 self.clock.wait_for(sample_at(next_k, sr, fps), POLL_S)
                 continue
             self.stats.dropped += k - next_k
+            for skipped in range(next_k, k):
+                self.scheduler.step(skipped, self.analysis)
             self._render(k, position)
             next_k = k + 1
 

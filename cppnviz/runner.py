@@ -44,10 +44,10 @@ class Scheduler:
         return {port: ([value(l) for l in v] if isinstance(v, list) else value(v))
                 for port, v in self.graph.links[name].items()}
 
-    def step(self, k: int) -> None:
-        """Run every node once for tick k."""
+    def step(self, k: int, names: list[str] | None = None) -> None:
+        """Run every node (or those of `names`, in the same order) once for tick k."""
         t = tick(k, self.graph.ctx.fps)
-        for name in self.names:
+        for name in self.names if names is None else names:
             node = self.graph.nodes[name]
             started = time.perf_counter()
             try:

@@ -56,7 +56,8 @@ class Normalizer(Node):
 
     def live_problem(self):
         if self.p.mode == "track_median":
-            return "mode track_median needs the whole track; live, use mode: running_median (or running_mean)"
+            return (f"mode track_median needs the whole track, which a live input never has; add "
+                    f"--set {self.name}.mode=running_median (or running_mean)")
         return None
 
     def fit(self, inputs):
@@ -142,7 +143,9 @@ class Smoother(Node):
         return self.p.zero_lag
 
     def live_problem(self):
-        return "zero_lag needs the whole track; live, set zero_lag: false" if self.p.zero_lag else None
+        if self.p.zero_lag:
+            return f"zero_lag needs the whole track, which a live input never has; add --set {self.name}.zero_lag=false"
+        return None
 
     def reset(self):
         self.state = None

@@ -26,7 +26,7 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.udp_client import SimpleUDPClient
 
 from conftest import SR, cppnviz_command, tone
-from cppnviz import cli, live
+from cppnviz import cli, cli_live, live, runner
 from cppnviz.errors import GraphError
 from cppnviz.graph import load_graph
 from cppnviz.timebase import sample_at
@@ -244,18 +244,39 @@ def test_param_sent_over_osc_changes_the_next_frames(tmp_path, wav, listener):
 
 # -- refusing what cannot run live -------------------------------------------------------------
 
-def test_live_refuses_track_median_naming_the_node_and_the_running_mode(tmp_path, wav):
+def test_live_input_refuses_track_median_naming_the_node_and_the_running_mode(tmp_path, wav):
+    # A captured input has no future: whole-track modes are refused, one line each, saying what to change.
     wav(tone(440, 1.0), "song.wav")
     graph = features_graph(tmp_path, "song.wav", norm={"mode": "track_median"}, smoother={"zero_lag": True},
                            send=("smooth.features",))
     port = free_port()
-    result = run_live("live", graph, "--audio-backend", "null", "--no-window", "--osc-port", port, cwd=tmp_path)
+    result = run_live("live", graph, "--input", "--audio-backend", "null", "--no-window", "--osc-port", port,
+                      cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 2 and "Traceback" not in result.stderr, result.stderr
     assert "node 'norm'" in errors[0] and "running_median" in errors[0]
     assert "node 'smooth'" in errors[1] and "zero_lag" in errors[1]
     assert "INFO: live:" not in result.stderr     # refused before starting anything
+
+
+def test_live_with_a_file_runs_whole_track_modes_after_a_prepass(tmp_path, wav, listener):
+    wav(music(1.0), "song.wav")
+    graph = features_graph(tmp_path, "song.wav", norm={"mode": "track_median"}, smoother={"zero_lag": True},
+                           send=("smooth.features",))
+    result = run_live("live", graph, "--audio-backend", "null", "--no-window", "--osc-port", 0,
+                      "--osc-out", f"127.0.0.1:{listener.port}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "analysing the whole song first (60 frames)" in result.stderr
+    time.sleep(0.2)
+    offline = subprocess.run([*cppnviz_command(), "features", str(graph), "--node", "smooth"], capture_output=True,
+                             text=True, cwd=tmp_path, timeout=120)
+    rows = {int(r[0]): np.array(r[2:], dtype=np.float64) for r in list(csv.reader(io.StringIO(offline.stdout)))[1:]}
+    frames = listener.frames()
+    assert frames
+    for k, messages in frames.items():
+        # float32 on the wire, 6 significant digits in the CSV.
+        np.testing.assert_allclose(messages["/smooth/features"], rows[k], rtol=2e-5, atol=1e-5, err_msg=f"frame {k}")
 
 
 def test_check_live_raises_graph_error_in_process(tmp_path, wav):
@@ -265,7 +286,8 @@ def test_check_live_raises_graph_error_in_process(tmp_path, wav):
     with pytest.raises(GraphError) as caught:
         live.check_live(graph)
     assert [str(p) for p in caught.value.items] == [
-        "node 'norm': mode track_median needs the whole track; live, use mode: running_median (or running_mean)"]
+        "node 'norm': mode track_median needs the whole track, which a live input never has; "
+        "add --set norm.mode=running_median (or running_mean)"]
 
 
 # -- stopping ---------------------------------------------------------------------------------
@@ -492,3 +514,26 @@ def test_importing_the_live_runner_loads_neither_pyo_nor_pygame_nor_hosts():
             "print([m for m in ('pyo', 'pyo64', 'pygame', 'cppnviz.host_bridge') if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result
+
+
+def test_live_with_a_file_shows_renders_frames_even_at_5_fps():
+    # examples/mixed.yaml as shipped (track median, smoothing), only smaller, with the render stage
+    # slowed to 5 fps: 11 of every 12 frames are skipped, yet each shown frame is render's frame.
+    mixed = Path(__file__).resolve().parents[1] / "examples" / "mixed.yaml"
+    small = ["cppn.width=48", "cppn.height=32"]
+    graph = cli_live.live_graph(argparse.Namespace(graph=str(mixed), set=small, audio=None, input=None))
+    source = live.audio_source(graph)
+    clock = live.AudioClock(source.program_rate, backend="null", play=source.program)
+    recorder = Recorder(("cppn", "frame"), stall_every=1, stall_s=0.2)
+    stats = live.LiveRun(graph, clock, sender=recorder, seconds=3.0).run()
+    assert stats.dropped >= 120 and len(recorder.frames) >= 5, stats.summary()
+
+    offline = load_graph(mixed, [("cppn", "width", 48), ("cppn", "height", 32)])
+    reference = {}
+
+    def keep(k, scheduler):
+        if k in recorder.frames:
+            reference[k] = scheduler.outputs[("cppn", "frame")].copy()
+    runner.run(offline, runner.total_frames(offline), names=offline.upstream("cppn"), on_tick=keep)
+    for k, frame in recorder.frames.items():
+        np.testing.assert_array_equal(frame, reference[k], err_msg=f"frame {k}")
