@@ -5,10 +5,15 @@ vector in registers and the weights broadcast from constant memory, and writes i
 The per-frame feature term (features and cos t times their weights) is a `hidden`-long
 vector computed on the host, exactly as the numpy path does. CuPy is imported only here,
 and only when a graph asks for the GPU.
+
+tests/test_cuda_shim.py compiles these kernels with g++ and runs them through this module's
+own code against the numpy node on every CI run, GPU or not.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import logging
 import math
 
@@ -20,13 +25,72 @@ log = logging.getLogger(__name__)
 CONSTANT_FLOATS = 16384
 BLOCK = (32, 8)  # 256 threads: one warp per row segment, so neighbouring pixels share cache lines
 
+# Where a network's weights live. CuPy loads one module per (source, options) and every network
+# of one shape generates the same source, so they share that module's __constant__ weights:
+#   shared:  constant memory of the shared module; a network copies its weights in before its
+#            launch whenever another network's are there (one 64 KiB-at-most device copy, on the
+#            stream the launch uses, so it lands after the last launch and before this one).
+#   private: constant memory of a module of its own (the weights' digest is in its source): no
+#            copies, but one more compilation for every distinct network.
+#   global:  global memory through the read-only cache (__ldg): nothing shared, no copies; a load
+#            per multiply-add instead of a constant-bank operand. Networks over 64 KiB always.
+# Default shared: a single network never copies, the tiler's bands one small copy each per frame,
+# and nothing compiles twice. Its GPU cost against the others is unmeasured (no GPU was lent to
+# the task that chose it): bench/bench_gpu.py measures all three where a GPU is present.
+WEIGHT_MEMORIES = ("shared", "private", "global")
+WEIGHT_MEMORY = "shared"
+
+# Accurate functions by default (tanhf and expf within 2 ulp, as numpy's float32 ones; sin within
+# 2^-22, below), so the GPU's rounding stays as small as numpy's and the frames agree to 1/255
+# wherever float32 itself does (README, "NVIDIA GPUs"). The fast intrinsics take one instruction
+# each, but in a model of their documented error carried through the layers, tanh.approx.f32's
+# 2^-11 moves the default 8 x 16 network by 16 levels or more and 8 x 32 by 59 or more, and
+# sin.approx's 2^-20.5 moves sin 8 x 16 by about 3. FAST_MATH = True builds them; bench/bench_gpu.py
+# measures both, frame time and levels off numpy, where a GPU is present.
+FAST_MATH = False
+
+_CLIP = "fminf(fmaxf(x, -1.0f), 1.0f)"
 _ACTIVATIONS = {
+    False: {"tanh": "tanhf(x)", "sin": "accurate_sin(x)", "gaussian": "expf(-(x) * (x))", "clip": _CLIP},
     # tanh.approx.f32 is one instruction on sm_75+ (relative error ~2^-11); tanhf elsewhere.
-    "tanh": "fast_tanh(x)",
-    "sin": "__sinf(x)",
-    "gaussian": "__expf(-(x) * (x))",
-    "clip": "fminf(fmaxf(x, -1.0f), 1.0f)",
+    True: {"tanh": "fast_tanh(x)", "sin": "__sinf(x)", "gaussian": "__expf(-(x) * (x))", "clip": _CLIP},
 }
+
+# Device functions the kernels share (a plain string: tests compile them on their own too).
+FUNCTIONS = r"""
+__device__ __forceinline__ float fast_tanh(float x) {
+#if __CUDA_ARCH__ >= 750
+    float y;
+    asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+#else
+    return tanhf(x);
+#endif
+}
+
+// sinf's huge-argument path (Payne-Hanek) inlined at every unit of a fully unrolled 8 x 32 network
+// took NVRTC 27 s to compile; kept out of line, it costs a call only where |x| >= 1e5.
+__device__ __noinline__ float far_sin(float x) { return sinf(x); }
+
+// sin(x) = +-sin or +-cos of r = x - k pi/2, |r| <= pi/4. pi/2 is split in three (Cody-Waite):
+// k * 1.5703125 is exact for |k| < 2^16, so the first subtraction is too; the other two parts
+// go in through fused multiply-adds. Minimax polynomials on [-pi/4, pi/4] (Cephes' sinf
+// coefficients). Within 2^-22 of sin x for |x| < 1e5 (tests/test_cuda_shim.py), as numpy's sin.
+__device__ __forceinline__ float accurate_sin(float x) {
+    if (!(fabsf(x) < 1.0e5f)) return far_sin(x);
+    const float k = rintf(x * 0.636619772f);
+    float r = x - k * 1.5703125f;
+    r = fmaf(k, -4.837512969970703125e-4f, r);
+    r = fmaf(k, -7.549789954891882e-8f, r);
+    const float r2 = r * r;
+    const float s = fmaf(fmaf(fmaf(-1.9515295891e-4f, r2, 8.3321608736e-3f), r2, -1.6666654611e-1f), r2 * r, r);
+    const float c = fmaf(fmaf(fmaf(2.443315711809948e-5f, r2, -1.388731625493765e-3f), r2, 4.166664568298827e-2f),
+                         r2 * r2, fmaf(-0.5f, r2, 1.0f));
+    const int quadrant = (int)k & 3;
+    const float v = (quadrant & 1) ? c : s;
+    return (quadrant & 2) ? -v : v;
+}
+"""
 
 _SOURCE = r"""
 #define H {hidden}
@@ -35,17 +99,9 @@ _SOURCE = r"""
 #define SIGMOID {sigmoid}
 #define VIGNETTE {vignette}
 #define ACT(x) ({activation})
+#define TANH(x) ({tanh})
 
-__device__ __forceinline__ float fast_tanh(float x) {{
-#if __CUDA_ARCH__ >= 750
-    float y;
-    asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-#else
-    return tanhf(x);
-#endif
-}}
-
+{functions}
 {weights_decl}
 
 extern "C" __global__ void cppn_frame(float* __restrict__ out, const float* __restrict__ frame_bias,
@@ -85,7 +141,7 @@ extern "C" __global__ void cppn_frame(float* __restrict__ out, const float* __re
         #pragma unroll {unroll}
         for (int m = 0; m < H; ++m) z = fmaf(h[m], W(base + m * O + c), z);
         // sigmoid(z) = (1 + tanh(z/2)) / 2, as the numpy path computes it.
-        const float v = SIGMOID ? fast_tanh(0.5f * z) : ACT(z);
+        const float v = SIGMOID ? TANH(0.5f * z) : ACT(z);
         o[c] = 0.5f * v + 0.5f;
     }}
     float shade = 1.0f;
@@ -148,13 +204,18 @@ def gpu_unavailable() -> str | None:
 
 
 def cppn_source(*, hidden: int, layers: int, n_out: int, activation: str, sigmoid: bool, vignette: bool,
-                n_weights: int) -> str:
-    """The CUDA source of the fused kernel for one network shape (compiled once per shape by CuPy)."""
-    in_constant = n_weights <= CONSTANT_FLOATS
+                n_weights: int, constant: bool = True, fast_math: bool = False) -> str:
+    """The CUDA source of the fused kernel for one network shape (compiled once per shape by CuPy).
+
+    constant: weights in __constant__ memory (up to CONSTANT_FLOATS of them), else read from global memory.
+    """
+    in_constant = constant and n_weights <= CONSTANT_FLOATS
     weights_decl = (f"__constant__ float c_weights[{n_weights}];\n#define W(index) c_weights[index]" if in_constant
                     else "#define W(index) __ldg(w_global + (index))")
+    functions = _ACTIVATIONS[fast_math]
     return _SOURCE.format(hidden=hidden, hidden_layers=layers - 2, n_out=n_out, sigmoid=int(sigmoid),
-                          vignette=int(vignette), activation=_ACTIVATIONS[activation], weights_decl=weights_decl,
+                          vignette=int(vignette), activation=functions[activation], tanh=functions["tanh"],
+                          functions=FUNCTIONS, weights_decl=weights_decl,
                           # Unrolling everything keeps h[] in registers; past 64 units it only bloats the code.
                           unroll="" if hidden <= 64 else "4",
                           # Unrolled layers make every weight offset a constant, so each FMA reads its
@@ -168,25 +229,42 @@ def pack_weights(w_layers: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([first.ravel()] + [np.asarray(w, np.float32).ravel() for w in w_layers[1:]])
 
 
+# Which network's weights each shared __constant__ symbol holds now: symbol address -> network number
+# (numbers, not ids: a new network may get a dead one's id and would skip its copy).
+_constant_holder: dict[int, int] = {}
+_network_numbers = itertools.count()
+
+
 class CudaNetwork:
-    """A CPPN frame on the GPU: render(frame_bias) -> cupy (height, width, 3) float32, reused every frame."""
+    """A CPPN frame on the GPU: render(frame_bias) -> cupy (height, width, 3) float32, reused every frame.
+
+    Networks render on one stream (CuPy's current one), as every node here does: a network's weight
+    copy and its launch are ordered after the other networks' launches only on the same stream.
+    """
 
     def __init__(self, w_layers: list[np.ndarray], width: int, height: int, *, activation: str, mapping: str,
-                 half_y: float, half_x: float, scale: float, vignette: bool):
+                 half_y: float, half_x: float, scale: float, vignette: bool, memory: str | None = None,
+                 fast_math: bool | None = None):
         import cupy
 
         self.cupy = cupy
         hidden = w_layers[0].shape[1]
         n_out = w_layers[-1].shape[1]
         packed = pack_weights(w_layers)
+        memory = memory or WEIGHT_MEMORY
+        if memory not in WEIGHT_MEMORIES:
+            raise ValueError(f"weight memory {memory!r}: expected one of {', '.join(WEIGHT_MEMORIES)}")
+        self.memory = "global" if packed.size > CONSTANT_FLOATS else memory
         source = cppn_source(hidden=hidden, layers=len(w_layers), n_out=n_out, activation=activation,
-                             sigmoid=mapping == "sigmoid", vignette=vignette, n_weights=packed.size)
+                             sigmoid=mapping == "sigmoid", vignette=vignette, n_weights=packed.size,
+                             constant=self.memory != "global", fast_math=FAST_MATH if fast_math is None else fast_math)
+        if self.memory == "private":
+            source += f"// weights {hashlib.sha256(packed.tobytes()).hexdigest()}\n"  # a module of its own
         self.module = cupy.RawModule(code=source, options=("--std=c++14",))
         self.kernel = self.module.get_function("cppn_frame")
         self.weights = cupy.asarray(packed)
-        if packed.size <= CONSTANT_FLOATS:
-            symbol = self.module.get_global("c_weights")
-            symbol.copy_from_device(self.weights.data, packed.nbytes)
+        self.symbol = self.module.get_global("c_weights") if self.memory != "global" else None
+        self.number = next(_network_numbers)
         self.bias = cupy.zeros(hidden, cupy.float32)
         self.frame = cupy.empty((height, width, 3), cupy.float32)
         self.width, self.height = width, height
@@ -195,6 +273,10 @@ class CudaNetwork:
 
     def render(self, frame_bias: np.ndarray):
         """One frame from the per-frame layer-1 term (host float32, `hidden` values)."""
+        if self.symbol is not None and _constant_holder.get(self.symbol.ptr) != self.number:
+            # On the current stream, as the launch below: after the last launch that read the symbol.
+            self.symbol.copy_from_device_async(self.weights.data, self.weights.nbytes)
+            _constant_holder[self.symbol.ptr] = self.number
         self.bias.set(np.asarray(frame_bias, np.float32))
         self.kernel(self.grid, BLOCK, (self.frame, self.bias, self.weights, np.int32(self.width),
                                        np.int32(self.height), *self.args))
