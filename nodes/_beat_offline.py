@@ -22,12 +22,11 @@ def local_score(strength: np.ndarray, period: float) -> np.ndarray:
     return np.convolve(normalised, window, mode="same")
 
 
-def track(strength: np.ndarray, periods, *, tightness: float = TIGHTNESS, trimmed: bool = True) -> np.ndarray:
-    """Frames of the beats (fractional: each refined to its peak); `periods` is the beat period in frames at
-    every frame (or one for all).
+def track(strength: np.ndarray, periods, *, tightness: float = TIGHTNESS, refined: bool = True) -> np.ndarray:
+    """Frames of the beats; `periods` is the beat period in frames at every frame (or one for all).
 
-    `trimmed` drops beats in a quiet intro and outro (whole tracks); a live window, whose latest beats
-    are what matters, keeps them.
+    `refined`: each beat moves between frames to the vertex of its local score's peak (float frames);
+    without it the frames are librosa's, integers.
     """
     strength = np.asarray(strength, dtype=np.float64)
     n = len(strength)
@@ -56,9 +55,8 @@ def track(strength: np.ndarray, periods, *, tightness: float = TIGHTNESS, trimme
     beats = [last_beat(cumulative)]
     while backlink[beats[-1]] >= 0:
         beats.append(int(backlink[beats[-1]]))
-    beats = np.asarray(beats[::-1])
-    beats = trim(local, beats) if trimmed else beats
-    return beats + np.array([peak_offset(local, b) for b in beats])
+    beats = trim(local, np.asarray(beats[::-1]))
+    return beats + np.array([peak_offset(local, b) for b in beats]) if refined else beats
 
 
 def peak_offset(values: np.ndarray, i: int) -> float:
@@ -72,21 +70,31 @@ def peak_offset(values: np.ndarray, i: int) -> float:
 
 
 def last_beat(cumulative: np.ndarray) -> int:
-    """The last local maximum of the cumulative score that reaches half the median of all its maxima."""
-    inner = (cumulative[1:-1] > cumulative[:-2]) & (cumulative[1:-1] >= cumulative[2:])
-    maxima = np.flatnonzero(inner) + 1
+    """The last local maximum of the cumulative score that reaches half the median of all its maxima.
+
+    As librosa.util.localmax: x[i] > x[i-1] and x[i] >= x[i+1], the ends padded with themselves
+    (so the first frame never is one, the last may be).
+    """
+    padded = np.pad(cumulative, 1, mode="edge")
+    maxima = np.flatnonzero((cumulative > padded[:-2]) & (cumulative >= padded[2:]))
     if len(maxima) == 0:
-        return int(np.argmax(cumulative))
+        return len(cumulative) - 1
     strong = maxima[cumulative[maxima] >= 0.5 * np.median(cumulative[maxima])]
-    return int(strong[-1])
+    return int(strong[-1]) if len(strong) else len(cumulative) - 1
 
 
 def trim(local: np.ndarray, beats: np.ndarray) -> np.ndarray:
     """Drop beats before the first and after the last frame whose score passes half the RMS of the
-    smoothed score at the beats (librosa's rule: no beats in a silent intro or outro)."""
+    smoothed score at the beats (no beats in a silent intro or outro).
+
+    librosa documents this threshold but smooths with an unnormalised Hann window (its sum is 2), which
+    doubles it: on a steady click track every beat is then as strong as the threshold, and the first
+    beats go. Here the window is normalised, so the threshold is the documented one.
+    """
     if len(beats) == 0:
         return beats
-    smooth = np.convolve(local[beats], np.hanning(5), mode="same")
+    window = np.hanning(5)
+    smooth = np.convolve(local[beats], window / window.sum(), mode="same")
     strong = np.flatnonzero(local > 0.5 * np.sqrt(np.mean(smooth ** 2)))
     if len(strong) == 0:
         return beats[:0]
