@@ -14,6 +14,8 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
+
 from . import __version__, manifest, runner
 from .launch import EXIT_INTERRUPTED, interrupt
 from .argtypes import positive_seconds
@@ -112,10 +114,12 @@ def cmd_features(args) -> int:
     node = graph.nodes[name]
     if not node.outputs:
         raise GraphError([Problem("--node", f"node '{name}' ({node.type_name}) has no outputs")])
-    port = node.outputs[0].name
-    spec = graph.specs[(name, port)]
-    if spec.kind != "features":
-        raise GraphError([Problem("--node", f"node '{name}' first output '{port}' carries {spec.kind}, expected features")])
+    # Every features output of the node, in declaration order (onsets: strength, hit, envelope).
+    ports = [o.name for o in node.outputs if graph.specs[(name, o.name)].kind == "features"]
+    if not ports:
+        port = node.outputs[0].name
+        kind = graph.specs[(name, port)].kind
+        raise GraphError([Problem("--node", f"node '{name}' first output '{port}' carries {kind}, expected features")])
     if args.csv is not None:  # checked before the analysis runs, not after
         csv_path = Path(absolute(args.csv))
         if names_a_folder(args.csv):
@@ -123,18 +127,31 @@ def cmd_features(args) -> int:
         check_file_output(csv_path, what="a file name such as features.csv")
         check_not_an_input([str(csv_path)], graph.files(written=False))
     n = runner.total_frames(graph, args.seconds)
-    columns = list(spec.labels) if len(spec.labels) == spec.size else [f"{name}_{i}" for i in range(spec.size)]
+    columns = [column for port in ports for column in _columns(graph, name, port, several=len(ports) > 1)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["frame", "time", *columns])
-    for k, t, values in runner.collect(graph, name, port, n):
-        writer.writerow([k, f"{t:.6f}", *(f"{float(v):.6g}" for v in values.ravel())])
+
+    def row(k, scheduler):
+        values = [v for port in ports for v in np.asarray(scheduler.outputs[(name, port)]).ravel()]
+        writer.writerow([k, f"{float(Fraction(k) / graph.ctx.fps):.6f}", *(f"{float(v):.6g}" for v in values)])
+
+    runner.run(graph, n, names=graph.upstream(name), on_tick=row)
     if args.csv is None:
         sys.stdout.write(buffer.getvalue())
     else:
         write_atomically(Path(args.csv), buffer.getvalue())
-        print(f"wrote {args.csv}: {n} rows, {spec.size} columns of {name}.{port}", file=sys.stderr)
+        print(f"wrote {args.csv}: {n} rows, {len(columns)} columns of {name}.{'/'.join(ports)}", file=sys.stderr)
     return 0
+
+
+def _columns(graph: Graph, name: str, port: str, *, several: bool) -> list[str]:
+    """Column names of one output: its labels (prefixed with the port where a node has several outputs
+    and the labels do not already name it), else node_port_i."""
+    spec = graph.specs[(name, port)]
+    if len(spec.labels) != spec.size:
+        return [f"{name}_{port}_{i}" if several else f"{name}_{i}" for i in range(spec.size)]
+    return [label if not several or label.startswith(port) else f"{port}_{label}" for label in spec.labels]
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -198,11 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p = graph_command("features", cmd_features, "write one CSV row of features per frame")
     p.add_argument("--audio", metavar="FILE", help="audio file for the graph's audio_file node")
-    p.add_argument("--node", metavar="NODE", help="node whose first output to write (default: the node feeding the CPPN)")
+    p.add_argument("--node", metavar="NODE", help="node whose features outputs to write, all of them (default: the node feeding the CPPN)")
     p.add_argument("--out", dest="csv", metavar="FILE.csv", help="CSV file to write (default: standard output)")
     graph_command("check", cmd_check, "validate a graph without rendering")
     from .cli_live import add_live_commands  # live and devices: pyo loads only when they run
     add_live_commands(sub)
+    from .cli_beats import add_beats_command
+    add_beats_command(sub)
     p = sub.add_parser("nodes", help="list node types, ports and params")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_nodes)

@@ -102,9 +102,12 @@ class Beats(Node):
     # -- offline ----------------------------------------------------------------------------
     def fit(self, inputs):
         windows = [w for w in np.ravel(inputs["audio"]) if isinstance(w, AudioWindow)]
-        if not windows or not windows[-1].final:
-            raise ParamError("param 'mode': offline needs the whole track (an audio_file); use mode: live")
-        self.fitted = self.analyse(windows[-1])
+        # The prepass hands every tick's window; an in-memory song's hold the whole track.
+        whole = windows[-1] if windows else None
+        if whole is None or not whole.final or whole.start > 0 or not getattr(whole, "complete", True):
+            raise ParamError("param 'mode': offline needs the whole track before the first frame, and this audio "
+                             "source does not hold it; use mode: live")
+        self.fitted = self.analyse(whole)
         self.fitted_bpm = local_bpm(self.fitted)
 
     def analyse(self, audio: AudioWindow) -> np.ndarray:
