@@ -36,6 +36,7 @@ class Groove:
     chord_steps: str = "x..............."         # where the chord (a sustained pad) restrikes in the bar
     bass_steps: str = "x.......x......."
     program: int = 89                             # warm pad; a piano (0) makes harder attacks
+    held_out: bool = False                        # not looked at while the trackers' constants were chosen
 
 
 ROCK = {"kick": "x.......x.x.....", "snare": "....x.......x...", "hat": "x.x.x.x.x.x.x.x."}
@@ -51,6 +52,12 @@ GROOVES = (
     Groove("shuffle_96", ((0, 96.0),), {"kick": "x.......x.......", "snare": "....x.......x.o.",
                                         "ride": "x.x.x.x.x.x.x.x."}, bars=12, swing=0.33),
     Groove("change_100_to_124", ((0, 100.0), (8, 124.0)), ROCK, bars=18),
+    # Made after the constants were settled, and run once to see how the trackers do on new grooves.
+    Groove("hiphop_88", ((0, 88.0),), {"kick": "x......x.x......", "snare": "....x.......x...",
+                                       "hat": "x.x.x.x.x.x.x.x."}, bars=12, swing=0.2, program=0, held_out=True),
+    Groove("rock_140", ((0, 140.0),), {"kick": "x.....x.x.......", "snare": "....x.......x...",
+                                       "ride": "x...x...x...x...", "crash": "x..............."}, bars=20,
+           held_out=True),
 )
 
 

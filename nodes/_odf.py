@@ -4,8 +4,10 @@ Frame j is the window of n_fft samples that ends at stream sample j * hop. Its s
 rise in log-mel power since frame j-1, half-wave rectified and averaged over the mel bands of a
 group (all of them, or low / mid / high): librosa's `onset_strength` with `lag=1`, `max_size=1`,
 `center=True` (which also indexes a frame by where its window ends) and HTK mel filters without
-area normalisation. Log power is floored `top_db` below the loudest value seen so far (librosa
-floors below the loudest of the whole track: the same once the loudest has gone by).
+area normalisation. Log power is floored `top_db` below the loudest value seen so far, or below
+full scale (a sine of amplitude 1) while nothing louder has come: librosa floors below the loudest
+of the whole track, which for a normalised song is full scale too. So the hiss or the odd
+least-significant bit before a song starts is not taken for its first onset.
 
 A window ending at the newest sample holds the newest sound, so live strength has no analysis lag.
 The first window of a stream is not compared with what came before it (nothing did), so a sound
@@ -56,6 +58,8 @@ class FluxStream:
     def __init__(self, sample_rate: int, *, n_fft: int, hop: int, n_mels: int, top_db: float, splits_hz=()):
         self.sample_rate, self.n_fft, self.hop, self.top_db = sample_rate, n_fft, hop, top_db
         self.window = periodic_hann(n_fft)
+        # A sine of amplitude 1 peaks at n_fft/4 in the Hann-windowed spectrum: its power, in dB.
+        self.full_scale = 20 * math.log10(n_fft / 4)
         self.mel = mel_matrix(n_mels, n_fft, sample_rate)
         self.groups = group_matrix(n_mels, sample_rate, splits_hz)
         self.reset()
@@ -72,7 +76,7 @@ class FluxStream:
     def reset(self) -> None:
         self.next = None       # index of the next frame to compute
         self.previous = None   # log-mel power of frame next-1, or None at a stream's start
-        self.loudest = -np.inf  # the loudest log-mel value so far, in dB
+        self.loudest = self.full_scale  # the loudest log-mel value so far (at least full scale), in dB
 
     def advance(self, audio: AudioWindow, until: int) -> tuple[int, np.ndarray]:
         """Compute every frame whose window ends at or before stream sample `until` and lies in `audio`.

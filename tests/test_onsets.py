@@ -30,7 +30,8 @@ def gamma_u(k: int, u: float) -> float:
 
 def flux_reference(samples: np.ndarray, groups: list[slice], u: float, weight_u: float, *, running: bool):
     """(exact onset strength, bound on |computed - exact|), each [shape=(frames, groups)], for arithmetic of
-    roundoff u, the log-mel power floored top_db below the loudest value so far (running) or of the track.
+    roundoff u, the log-mel power floored top_db below the loudest value so far or full scale (running,
+    ours) or below the loudest of the track (librosa's).
 
     Exact values are evaluated in float64. Per frame: the windowed samples carry 2u (window and product
     rounding); the FFT adds fft_error(N) of ||X|| to every bin (a normwise bound, so per bin too; ||X||
@@ -56,7 +57,8 @@ def flux_reference(samples: np.ndarray, groups: list[slice], u: float, weight_u:
     level_error = (10 * np.log10(np.maximum(mels + mel_error, AMIN) / np.maximum(mels - mel_error, AMIN))
                    + 4 * u * np.abs(level))
     peaks = level.max(axis=1)
-    loudest = np.maximum.accumulate(peaks) if running else np.full_like(peaks, peaks.max())
+    full_scale = 20 * math.log10(N_FFT / 4)   # ours: never a floor below full scale - top_db
+    loudest = np.maximum.accumulate(np.maximum(peaks, full_scale)) if running else np.full_like(peaks, peaks.max())
     # The computed maximum is off by no more than the error of the value that is the maximum, or than
     # any other value's excess over it.
     spread = np.maximum(level_error[np.arange(len(level)), level.argmax(axis=1)], (level + level_error).max(axis=1) - peaks)
@@ -200,6 +202,14 @@ def test_silence_and_tones_have_no_onsets(live, bands):
         assert out["hit"].sum() == 0 and out["envelope"].max() == 0, name
         # A steady sound rises by (almost) nothing: window leakage makes a fraction of a dB, under the threshold.
         assert out["strength"].max() < Onsets.param("threshold").default, name
+
+
+def test_hiss_before_the_music_is_no_onset():
+    """Digital silence, then hiss at the 16-bit floor, then clicks: the first onset is the first click."""
+    samples, times = clicks(120.0, 4.0, start=2.0)
+    samples[SR // 2:2 * SR] += np.random.default_rng(6).integers(-1, 2, 3 * SR // 2) / 32768
+    hits = onset_ticks(run(node(Onsets), samples)) / 60
+    assert len(hits) == len(times) and abs(hits[0] - 2.0) <= 1 / 60
 
 
 def test_per_band_hits_tell_kick_from_hats():
