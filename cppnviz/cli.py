@@ -121,11 +121,7 @@ def cmd_features(args) -> int:
         kind = graph.specs[(name, port)].kind
         raise GraphError([Problem("--node", f"node '{name}' first output '{port}' carries {kind}, expected features")])
     if args.csv is not None:  # checked before the analysis runs, not after
-        csv_path = Path(absolute(args.csv))
-        if names_a_folder(args.csv):
-            raise OutputError(f"cannot write '{args.csv}': it names a folder; give a file name such as features.csv")
-        check_file_output(csv_path, what="a file name such as features.csv")
-        check_not_an_input([str(csv_path)], graph.files(written=False))
+        check_csv_output(args.csv, graph.files(written=False), "features.csv")
     n = runner.total_frames(graph, args.seconds)
     columns = [column for port in ports for column in _columns(graph, name, port, several=len(ports) > 1)]
     buffer = io.StringIO()
@@ -152,6 +148,15 @@ def _columns(graph: Graph, name: str, port: str, *, several: bool) -> list[str]:
     if len(spec.labels) != spec.size:
         return [f"{name}_{port}_{i}" if several else f"{name}_{i}" for i in range(spec.size)]
     return [label if not several or label.startswith(port) else f"{port}_{label}" for label in spec.labels]
+
+
+def check_csv_output(text: str, inputs: list[str], example: str) -> None:
+    """Refuse a CSV path given on the command line that names a folder, a device or one of the run's inputs."""
+    path = Path(absolute(text))
+    if names_a_folder(text):
+        raise OutputError(f"cannot write '{text}': it names a folder; give a file name such as {example}")
+    check_file_output(path, what=f"a file name such as {example}")
+    check_not_an_input([str(path)], inputs)
 
 
 def write_atomically(path: Path, text: str) -> None:

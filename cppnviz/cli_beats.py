@@ -11,9 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import runner
-from .errors import OutputError
 from .graph import build_graph
-from .outputs import check_file_output, check_not_an_input, names_a_folder
 
 FPS = 100   # ticks per second of the run: the live tracker fires beats on these ticks
 
@@ -36,7 +34,7 @@ def add_beats_command(subparsers) -> None:
 
 
 def cmd_beats(args) -> int:
-    from .cli import absolute, write_atomically  # the shared path and output helpers
+    from .cli import absolute, check_csv_output, write_atomically  # the shared path and output helpers
 
     params = {"mode": "live" if args.live else "offline"}
     for flag, name in (("bpm", "bpm"), ("bpm_min", "bpm_min"), ("bpm_max", "bpm_max"),
@@ -49,11 +47,7 @@ def cmd_beats(args) -> int:
         "beats": {"type": "beats", "inputs": {"audio": "audio.audio"}, "params": params}}}
     graph = build_graph(data, base_dir=Path.cwd(), live=args.live, path=Path(args.song))
     if args.csv is not None:  # checked before the analysis runs, not after
-        out = Path(absolute(args.csv))
-        if names_a_folder(args.csv):
-            raise OutputError(f"cannot write '{args.csv}': it names a folder; give a file name such as beats.csv")
-        check_file_output(out, what="a file name such as beats.csv")
-        check_not_an_input([str(out)], [song])
+        check_csv_output(args.csv, [song], "beats.csv")
     runner.run(graph, runner.total_frames(graph))
     beats = graph.nodes["beats"]
     text = beat_table(beats.given, beats.p.beats_per_bar)

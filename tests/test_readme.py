@@ -37,7 +37,7 @@ def test_ci_runs_every_step_and_fails_at_the_end_if_any_failed(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "calls.log"
-    for tool in ("python3", "ffprobe", "oscsend", "pd", "g++"):
+    for tool in ("python3", "ffprobe", "oscsend", "pd", "g++", "fluidsynth"):
         stub = bin_dir / tool
         stub.write_text(f"#!/bin/sh\necho \"{tool} $*\" >> {log}\nexit 3\n")
         stub.chmod(0o755)
