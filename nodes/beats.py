@@ -105,8 +105,8 @@ class Beats(Node):
         # The prepass hands every tick's window; an in-memory song's hold the whole track.
         whole = windows[-1] if windows else None
         if whole is None or not whole.final or whole.start > 0 or not getattr(whole, "complete", True):
-            raise ParamError("param 'mode': offline needs the whole track before the first frame, and this audio "
-                             "source does not hold it; use mode: live")
+            raise ParamError(f"node '{self.name}' param 'mode': offline needs the whole track before the first "
+                             f"frame, and this audio source does not hold it; use mode: live")
         self.fitted = self.analyse(whole)
         self.fitted_bpm = local_bpm(self.fitted)
 

@@ -162,3 +162,24 @@ def test_offline_mode_refuses_live_and_names_the_alternative():
     assert node(Beats, mode="offline").live_problem() == "mode offline needs the whole track; live, use mode: live (or auto)"
     assert node(Beats, mode="auto", live=True).live_problem() is None and not node(Beats, live=True).whole_track()
     assert node(Beats).whole_track()
+
+
+def test_live_beats_from_pushed_audio_follow_the_stream_position():
+    """audio_in (TouchDesigner, a capture) keeps only its newest samples; `start` keeps the beats on time."""
+    from fractions import Fraction
+
+    from cppnviz.node import Context
+    from cppnviz.nodes.stream import AudioIn
+    from cppnviz.timebase import Tick
+
+    samples, times = clicks(120.0, 12.0)
+    source = AudioIn("in", {"sample_rate": SR, "history": 0.5}, Context(fps=Fraction(FPS), live=True))
+    source.configure({})
+    beats = node(Beats, live=True)
+    block = SR // FPS
+    for k in range(len(samples) // block):
+        source.push(samples[k * block:(k + 1) * block])
+        beats.process(Tick(k, k / FPS), audio=source.process(Tick(k, k / FPS))["audio"])
+    given = np.asarray(beats.given)
+    late = given[(given >= WARM_UP_S) & (given <= times[-1] + 0.030)]   # the one predicted past the end aside
+    assert len(late) == np.sum(times >= WARM_UP_S) and np.all(np.abs(nearest(late, times)) <= 1 / FPS)
