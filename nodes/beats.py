@@ -87,6 +87,14 @@ class Beats(Node):
         self.reset()
         return {out.name: Spec("features", size=1, labels=(out.name,)) for out in self.outputs}
 
+    def param_changed(self, name):
+        """The pulse's decay and the bar's length change in place: a show's knob must not lose the beat."""
+        if name == "decay":
+            self.pulse.decay = self.p.decay
+        if name in ("decay", "beats_per_bar"):
+            return self.output_specs
+        return super().param_changed(name)
+
     # -- modes ------------------------------------------------------------------------------
     def offline(self) -> bool:
         return self.p.mode == "offline" or (self.p.mode == "auto" and not self.ctx.live)

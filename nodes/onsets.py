@@ -64,6 +64,18 @@ class Onsets(Node):
         return {out.name: Spec("features", size=len(bands), labels=tuple(out.name + b for b in bands))
                 for out in self.outputs}
 
+    def param_changed(self, name):
+        """Threshold, gap and decay change in place, keeping the analysis running (a show's knobs)."""
+        if name == "decay":
+            self.pulse.decay = self.p.decay
+        elif name == "threshold":
+            self.picker.threshold = self.p.threshold
+        elif name == "min_gap":
+            self.picker.gap = math.ceil(self.p.min_gap / 1000 * self.flux.rate)
+        else:
+            return super().param_changed(name)
+        return self.output_specs
+
     def reset(self):
         self.flux.reset()
         self.picker.reset()

@@ -183,3 +183,12 @@ def test_live_beats_from_pushed_audio_follow_the_stream_position():
     given = np.asarray(beats.given)
     late = given[(given >= WARM_UP_S) & (given <= times[-1] + 0.030)]   # the one predicted past the end aside
     assert len(late) == np.sum(times >= WARM_UP_S) and np.all(np.abs(nearest(late, times)) <= 1 / FPS)
+
+
+def test_a_live_knob_on_decay_keeps_the_lock():
+    samples, times = clicks(120.0, 10.0)
+    beats = node(Beats, live=True)
+    half = run(beats, samples[: 6 * SR], live=True)
+    assert beats.tracker.locked and half["bpm"][-1, 0] > 0
+    assert not beats.set_param("decay", 0.4)
+    assert beats.tracker.locked and beats.pulse.decay == 0.4
