@@ -72,8 +72,11 @@ class Node:
         """
         raise NotImplementedError
 
-    def frame_count(self) -> int | None:
-        """How many frames this node's material lasts (sources); None if unbounded."""
+    def frame_count(self, limit: int | None = None) -> int | None:
+        """How many frames this node's material lasts (sources), at most `limit`; None if unbounded.
+
+        A source may read only as far as `limit` needs (an hour-long file cut to 30 s).
+        """
         return None
 
     def whole_track(self) -> bool:
@@ -85,7 +88,17 @@ class Node:
         return "it needs the whole track before the first frame" if self.whole_track() else None
 
     def fit(self, inputs: dict[str, np.ndarray]) -> None:
-        """Receive every tick's inputs stacked along axis 0 (prepass, whole_track nodes only)."""
+        """Receive every tick's inputs stacked along axis 0 (prepass, whole_track nodes only).
+
+        A node that sets `observes` gets {} here instead, having seen each tick in observe().
+        """
+
+    # Whole-track nodes whose inputs cannot be kept for every tick (audio windows: a streamed
+    # source reuses its buffer) set this and take them one tick at a time during the prepass.
+    observes: ClassVar[bool] = False
+
+    def observe(self, tick: Tick, **inputs: Any) -> None:
+        """One tick of the prepass, for nodes that set `observes`; the inputs are valid during the call only."""
 
     def start(self) -> None:
         """Called once before the first tick of a run (open files, start threads)."""

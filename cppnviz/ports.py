@@ -55,13 +55,17 @@ class AudioWindow:
     """Audio as a node sees it on one tick: a mono buffer and where "now" is in it.
 
     `samples` is float32 mono; `now` indexes the sample at the frame's time;
-    `final` is True when the buffer holds the whole track (offline), so
-    windows reaching past its end are zero-padded; when False (live) the
+    `start` is the stream position of samples[0] (`start + now` is the stream
+    position of `now`): a live ring buffer forgets its oldest samples and a
+    streamed file holds a few seconds either side of now, and nodes that keep
+    state between ticks (onsets, beats) need to know which samples are new.
+    `final` is True offline: the stream is known ahead of now, and windows
+    reaching before its start or past its end (once `complete`: the buffer
+    reaches the end of the stream) are zero-padded; when False (live) the
     newest sample is samples[-1] and windows must end there. `program` is the
-    original channels, shape (n, channels), at `program_rate` (default: sample_rate),
-    for the encoder's audio track. `start` is the stream position of samples[0]: a live ring
-    buffer forgets its oldest samples, and nodes that keep state between ticks (onsets, beats)
-    need to know which samples are new; `start + now` is the stream position of `now`.
+    original channels, shape (n, channels), at `program_rate` (default:
+    sample_rate) from stream position `program_start`, for the encoder's sound.
+    A window is valid during its tick only: a streamed source reuses its buffer.
     """
 
     samples: np.ndarray
@@ -71,18 +75,25 @@ class AudioWindow:
     program: np.ndarray | None = None
     program_rate: int | None = None
     start: int = 0
+    program_start: int = 0
+    complete: bool = True
 
     def window(self, start: int, length: int) -> np.ndarray:
-        """Samples [start, start+length), zero-padded outside the buffer.
+        """Samples [start, start+length) (indexes into `samples`), zero-padded outside the stream.
 
         Live (not final) windows that would reach past the newest sample are
-        moved back to end at it: the future has not arrived yet.
+        moved back to end at it: the future has not arrived yet. An offline
+        window reaching past what a streamed buffer holds is a bug of the
+        node asking (it reaches further than the source keeps): ValueError.
         """
         n = len(self.samples)
         if not self.final and start + length > n:
             start = n - length
         if 0 <= start and start + length <= n:
             return self.samples[start:start + length]
+        if self.final and ((start < 0 and self.start > 0) or (start + length > n and not self.complete)):
+            raise ValueError(f"an analysis window [{self.start + start}, {self.start + start + length}) reaches "
+                             f"past the {n} samples the source holds from {self.start}")
         out = np.zeros(length, dtype=np.float32)
         lo, hi = max(start, 0), min(start + length, n)
         if hi > lo:

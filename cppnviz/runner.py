@@ -21,9 +21,10 @@ log = logging.getLogger(__name__)
 
 def total_frames(graph: Graph, seconds: float | None = None) -> int:
     """Frames in an offline run: the shortest source, cut to `seconds` if given."""
-    counts = [c for n in graph.nodes.values() if (c := n.frame_count()) is not None]
-    if seconds is not None:
-        counts.append(math.ceil(Fraction(str(seconds)) * graph.ctx.fps))
+    limit = math.ceil(Fraction(str(seconds)) * graph.ctx.fps) if seconds is not None else None
+    counts = [c for n in graph.nodes.values() if (c := n.frame_count(limit)) is not None]
+    if limit is not None:
+        counts.append(limit)
     if not counts:
         raise CppnvizError("the graph has no audio source to set its length; give --seconds")
     return max(0, min(counts))
@@ -38,7 +39,8 @@ class Scheduler:
         self.outputs: dict[tuple[str, str], Any] = {}
         self.seconds: dict[str, float] = defaultdict(float)
 
-    def _inputs(self, name: str) -> dict[str, Any]:
+    def inputs(self, name: str) -> dict[str, Any]:
+        """What arrives at `name`'s input ports from this tick's outputs."""
         def value(link: Link):
             return self.outputs[(link.node, link.port)]
         return {port: ([value(l) for l in v] if isinstance(v, list) else value(v))
@@ -51,7 +53,7 @@ class Scheduler:
             node = self.graph.nodes[name]
             started = time.perf_counter()
             try:
-                out = node.process(t, **self._inputs(name))
+                out = node.process(t, **self.inputs(name))
             except (CppnvizError, KeyboardInterrupt):
                 raise
             except Exception as exc:
@@ -65,7 +67,7 @@ class Scheduler:
         collected: dict[str, list] = defaultdict(list)
         for k in range(n_frames):
             self.step(k)
-            for port, value in self._inputs(name).items():
+            for port, value in self.inputs(name).items():
                 collected[port].append(value)
         return {port: np.stack(values) for port, values in collected.items()}
 
@@ -80,7 +82,14 @@ def prepass(graph: Graph, n_frames: int, names: list[str]) -> float:
         upstream = graph.upstream(name)[:-1]
         for n in upstream:
             graph.nodes[n].reset()
-        node.fit(Scheduler(graph, upstream).inputs_over(name, n_frames))
+        scheduler = Scheduler(graph, upstream)
+        if node.observes:
+            for k in range(n_frames):
+                scheduler.step(k)
+                node.observe(tick(k, graph.ctx.fps), **scheduler.inputs(name))
+            node.fit({})
+        else:
+            node.fit(scheduler.inputs_over(name, n_frames))
         for n in upstream:
             graph.nodes[n].reset()
     return time.perf_counter() - started

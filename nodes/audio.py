@@ -1,127 +1,82 @@
-"""Audio sources: a song file decoded with PyAV, resampled, and served to the graph one tick at a time."""
+"""Audio sources: a song file decoded with PyAV, streamed to the graph one tick at a time in flat memory."""
 
 from __future__ import annotations
 
 import math
-import os
 from fractions import Fraction
 
-import av
 import numpy as np
 
-from cppnviz.errors import AudioError
 from cppnviz.node import Node
 from cppnviz.params import REQUIRED, Param
 from cppnviz.ports import AudioWindow, Output, Spec
 from cppnviz.timebase import Tick, as_fraction, frame_count, sample_at
 
+from .decode import (Decoder, Scan, audio_error, decode_audio, decode_program, limit_gain,  # noqa: F401
+                     program_rate, scan)
 
-# Sample rates AAC encodes, up to 48 kHz: the video keeps the song's rate where it is one of these.
-AAC_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
-# ITU-R BS.775 stereo downmix: fronts at unity, centre and surrounds at -3 dB, LFE left out. Nothing
-# scales the matrix down (libswresample only does so for integer output): the whole track's peak
-# decides the gain instead, in _join.
-BS775 = {"center_mix_level": "0.707107", "surround_mix_level": "0.707107", "lfe_mix_level": "0"}
-
-
-def program_rate(source_rate: int) -> int:
-    """The rate of the video's sound: the source's where AAC takes it, else the next AAC rate, at most 48 kHz."""
-    return next((rate for rate in AAC_RATES if rate >= source_rate), AAC_RATES[-1])
+# How far either side of a frame's time the analysis signal is kept: more than any analysis window
+# reaches (stft_bands' longest n_fft is 65536 samples, 1.5 s at 44.1 kHz; onsets look ahead ~1 window).
+REACH_S = 2.0
+MIN_REACH = 65536
 
 
-def decode_audio(path: str, sample_rate: int | None = None) -> np.ndarray:
-    """Decode an audio file to float32 at `sample_rate` Hz (None: program_rate of the file's own rate).
+class _Buffer:
+    """A growing window onto a stream: append at the end, forget before a position; `start` is samples[0]'s."""
 
-    Returns the program signal, [shape=(n_samples, channels)], with channels 1
-    (mono files) or 2 (stereo, and anything wider downmixed to stereo as ITU-R BS.775
-    does, lowered only as much as the track's peak needs to stay within [-1, 1]).
-    Raises AudioError, one line naming the file, for anything that cannot be decoded.
-    """
-    return decode_program(path, sample_rate)[0]
+    def __init__(self, channels: int):
+        self.data = np.zeros((channels, 1 << 16), np.float32)
+        self.start = 0      # stream position of data[:, 0]
+        self.end = 0        # stream position after the last sample held
 
+    def append(self, block: np.ndarray) -> None:
+        held = self.end - self.start
+        if held + block.shape[1] > self.data.shape[1]:
+            grown = np.zeros((self.data.shape[0], max(2 * self.data.shape[1], held + block.shape[1])), np.float32)
+            grown[:, :held] = self.data[:, :held]
+            self.data = grown
+        self.data[:, held:held + block.shape[1]] = block
+        self.end += block.shape[1]
 
-def decode_program(path: str, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
-    """decode_audio, and the rate it decoded at."""
-    _check_file(path)
-    try:
-        with av.open(path) as container:
-            if not container.streams.audio:
-                raise _error(path, "no audio stream found")
-            blocks, rate = _decode_stream(container, container.streams.audio[0], sample_rate)
-    except av.error.InvalidDataError:
-        raise _error(path, "cannot decode: invalid data (not an audio format FFmpeg knows, or a damaged file)") from None
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        # FFmpeg's errors carry the path and an errno; the user needs only the reason.
-        raise _error(path, f"cannot decode: {getattr(exc, 'strerror', None) or exc}") from None
-    if not blocks or sum(b.shape[1] for b in blocks) == 0:
-        raise _error(path, "decodes to zero samples")
-    return _join(blocks), rate
+    def forget_before(self, position: int) -> None:
+        drop = min(max(0, position - self.start), self.end - self.start)
+        if drop > self.data.shape[1] // 2:   # move the kept part down only now and then: amortised O(1)
+            held = self.end - self.start
+            self.data[:, :held - drop] = self.data[:, drop:held]
+            self.start += drop
 
-
-def _join(blocks: list[np.ndarray]) -> np.ndarray:
-    """Planar blocks -> one C-ordered (n, channels) array (one full-length copy), peak-limited to 1."""
-    program = np.empty((sum(b.shape[1] for b in blocks), blocks[0].shape[0]), np.float32)
-    np.concatenate([b.T for b in blocks], axis=0, out=program)
-    peak = float(np.max(np.abs(program)))
-    if peak > 1.0:  # a downmix (or a hot master) past full scale: the least gain that keeps it from clipping
-        program *= np.float32(1.0 / peak)
-        np.clip(program, -1.0, 1.0, out=program)  # float32 rounding of the product may land a hair above 1
-    return program
+    def view(self) -> np.ndarray:
+        return self.data[:, :self.end - self.start]
 
 
-def _check_file(path: str) -> None:
-    """The mistakes worth a plain message before FFmpeg gives a vaguer one."""
-    if not os.path.exists(path):
-        raise _error(path, "file not found")
-    if os.path.isdir(path):
-        raise _error(path, "is a directory, not an audio file")
-    if os.path.getsize(path) == 0:
-        raise _error(path, "file is empty (0 bytes)")
+class _Stream:
+    """One sequential decode: the analysis signal around `now` and the program from the current tick on."""
 
+    def __init__(self, path: str, analysis_rate: int, rate: int, channels: int, program_gain: float,
+                 mono_gain: float):
+        self.decoder = Decoder(path, program_rate=rate, analysis_rate=analysis_rate)
+        self.blocks = self.decoder.blocks()
+        self.mono = _Buffer(1)
+        self.program = _Buffer(channels)
+        self.program_gain, self.mono_gain = np.float32(program_gain), np.float32(mono_gain)
+        self.done = False
 
-def _decode_stream(container, stream, sample_rate: int | None) -> tuple[list[np.ndarray], int | None]:
-    """Decode and resample one stream to planar float blocks, each [shape=(channels, n)]; and their rate."""
-    resampler = None
-    blocks: list[np.ndarray] = []
-    for frame in container.decode(stream):
-        if resampler is None:
-            # The first frame tells the real channel count and rate (the stream header can be 0 or wrong).
-            layout = "mono" if frame.layout.nb_channels == 1 else "stereo"
-            sample_rate = sample_rate or program_rate(frame.sample_rate)
-            resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate, options=BS775)
-        blocks.extend(f.to_ndarray() for f in resampler.resample(frame))
-    if resampler is not None:
-        # The resampler holds back its last few samples until flushed.
-        blocks.extend(f.to_ndarray() for f in resampler.resample(None))
-    return blocks, sample_rate
+    def close(self) -> None:
+        self.blocks.close()
+        self.decoder.close()
 
-
-def resample_mono(mono: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """A float32 mono signal at another rate, through libswresample as the decoder resamples."""
-    if rate_in == rate_out:
-        return mono
-    resampler = av.AudioResampler(format="fltp", layout="mono", rate=rate_out)
-    blocks = []
-    step = 1 << 16
-    for start in range(0, len(mono), step):
-        frame = av.AudioFrame.from_ndarray(mono[None, start:start + step], format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = rate_in, start
-        blocks.extend(f.to_ndarray()[0] for f in resampler.resample(frame))
-    blocks.extend(f.to_ndarray()[0] for f in resampler.resample(None))
-    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-
-
-def _error(path: str, problem: str) -> AudioError:
-    return AudioError(f"audio file '{path}': {problem}")
-
-
-def analysis_signal(program: np.ndarray, normalize: bool, rate_in: int, rate_out: int) -> np.ndarray:
-    """The mono signal the analysis sees at rate_out: mean of the channels, peak-normalised like the seed."""
-    mono = resample_mono(program.mean(axis=1, dtype=np.float32), rate_in, rate_out)
-    peak = float(np.max(np.abs(mono)))
-    if normalize and peak > 0:  # a silent track stays silent rather than becoming NaN
-        mono /= peak
-    return mono
+    def fill(self, analysis_until: int, program_until: int) -> None:
+        """Decode until both signals reach these stream positions (or the file ends)."""
+        while not self.done and (self.mono.end < analysis_until or self.program.end < program_until):
+            block = next(self.blocks, None)
+            if block is None:
+                self.done = True
+                break
+            program, analysis = block
+            if program.size:
+                self.program.append(program * self.program_gain)
+            if analysis.size:
+                self.mono.append(analysis.mean(axis=0, keepdims=True, dtype=np.float32) * self.mono_gain)
 
 
 class AudioFile(Node):
@@ -139,31 +94,109 @@ class AudioFile(Node):
 
     def __init__(self, name, values, ctx):
         super().__init__(name, values, ctx)
-        self._decoded: tuple[str, tuple[np.ndarray, int]] | None = None
+        self._scans: dict[tuple, Scan] = {}
+        self.scanned: Scan | None = None
+        self._stream: _Stream | None = None
+        self._whole: tuple[str, tuple[np.ndarray, int]] | None = None
 
     def configure(self, inputs):
-        # Decoding here lets `cppnviz check` reject a bad file before the first frame.
-        self.program, self.program_rate = self._program()
-        self.mono = analysis_signal(self.program, self.p.normalize, self.program_rate, self.p.sample_rate)
+        # Opening the file and decoding its first block here lets `cppnviz check` reject a bad file
+        # before the first frame; the rest streams.
+        self.close_stream()
+        with Decoder(self.p.path) as decoder:
+            first = next(decoder.blocks(), None)
+            self.program_rate, self.channels = decoder.program_rate, decoder.channels
+        if first is None:
+            raise audio_error(self.p.path, "decodes to zero samples")
+        self.reach = max(round(REACH_S * self.p.sample_rate), MIN_REACH)
         return {"audio": Spec("audio", sample_rate=self.p.sample_rate, program_rate=self.program_rate)}
 
-    def _program(self) -> tuple[np.ndarray, int]:
-        """Decode once per path, at the song's own rate where AAC takes it: configure() re-runs on every param change."""
-        if self._decoded is None or self._decoded[0] != self.p.path:
-            self._decoded = (self.p.path, decode_program(self.p.path))
-        return self._decoded[1]
+    # -- measured once per run: length and gains ----------------------------------------------
+    def frame_count(self, limit: int | None = None) -> int:
+        """Frames of the song, or `limit` if it is shorter: only that much of the file is read."""
+        samples = None if limit is None else sample_at(limit, self.p.sample_rate, self.ctx.fps)
+        found = self._scan(samples)
+        count = frame_count(found.analysis_samples, self.p.sample_rate, self.ctx.fps)
+        return count if limit is None else min(count, limit)
 
-    def frame_count(self) -> int:
-        return frame_count(len(self.mono), self.p.sample_rate, self.ctx.fps)
+    def _scan(self, samples: int | None = None) -> Scan:
+        """The song's scan up to `samples` analysis samples (all: None); a longer or whole scan serves too."""
+        key = (self.p.path, self.p.sample_rate)
+        for (path, rate, limit), found in self._scans.items():
+            if (path, rate) == key and (found.complete or (samples is not None and limit >= samples)):
+                self.scanned = found
+                return found
+        found = self.scanned = scan(self.p.path, self.p.sample_rate, samples)
+        self._scans[(*key, samples if samples is not None else math.inf)] = found
+        return found
+
+    def gains(self) -> tuple[float, float]:
+        """(program gain, analysis gain), from the run's scan: the limit that keeps a hot downmix from
+        clipping, and on the analysis signal also the seed's peak normalisation."""
+        found = self.scanned if self.scanned is not None and self.scanned in self._scans.values() \
+            else self._scan()
+        program = limit_gain(found.program_peak)
+        if self.p.normalize and found.mono_peak > 0:   # silence stays silent rather than NaN
+            return program, program / found.mono_peak
+        return program, program
+
+    # -- the whole song in memory (live playback through pyo) ------------------------------------
+    @property
+    def program(self) -> np.ndarray:
+        """The whole program, [shape=(n, channels)] at program_rate (decoded on first use; a render streams)."""
+        if self._whole is None or self._whole[0] != self.p.path:
+            self._whole = (self.p.path, decode_program(self.p.path, self.program_rate))
+        return self._whole[1][0]
+
+    @property
+    def mono(self) -> np.ndarray:
+        """The whole analysis signal, as the stream serves it (for tests and tools; a render streams)."""
+        stream = self._open_stream()
+        try:
+            stream.fill(math.inf, 0)
+            return stream.mono.view()[0].copy()
+        finally:
+            stream.close()
+
+    # -- the run ------------------------------------------------------------------------------
+    def _open_stream(self) -> _Stream:
+        program_gain, mono_gain = self.gains()
+        return _Stream(self.p.path, self.p.sample_rate, self.program_rate, self.channels, program_gain, mono_gain)
+
+    def close_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    def reset(self):
+        self.close_stream()   # a new pass starts the decode from the beginning
+
+    def finish(self):
+        self.close_stream()
+
+    def abort(self):
+        self.close_stream()
 
     def process(self, tick: Tick, **inputs) -> dict:
         sr = self.p.sample_rate
         # A positive offset delays the pictures: frame k shows an earlier moment of the song.
         shift = math.floor(as_fraction(self.ctx.offset_ms) * sr / 1000 + Fraction(1, 2))
         now = sample_at(tick.index, sr, self.ctx.fps) - shift
+        at = sample_at(tick.index, self.program_rate, self.ctx.fps)         # the sound is never shifted
+        stream = self._stream
+        if stream is None or now - self.reach < stream.mono.start or at < stream.program.start:
+            self.close_stream()                                             # going back: decode again
+            stream = self._stream = self._open_stream()
+        stream.fill(now + self.reach, sample_at(tick.index + 1, self.program_rate, self.ctx.fps))
+        stream.mono.forget_before(now - self.reach)
+        stream.program.forget_before(at)
         if self.ctx.live:
             # Live playback: only what has been played exists yet, so windows end at `now`.
-            return {"audio": AudioWindow(samples=self.mono[:max(now, 0)], now=now, sample_rate=sr, final=False,
-                                         program=self.program, program_rate=self.program_rate)}
-        return {"audio": AudioWindow(samples=self.mono, now=now, sample_rate=sr, final=True, program=self.program,
-                                     program_rate=self.program_rate)}
+            samples = stream.mono.view()[0, :max(0, now - stream.mono.start)]
+            final = False
+        else:
+            samples, final = stream.mono.view()[0], True
+        return {"audio": AudioWindow(samples=samples, now=now - stream.mono.start, sample_rate=sr, final=final,
+                                     program=stream.program.view().T, program_rate=self.program_rate,
+                                     start=stream.mono.start, program_start=stream.program.start,
+                                     complete=stream.done)}

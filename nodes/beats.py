@@ -108,31 +108,44 @@ class Beats(Node):
         return None
 
     # -- offline ----------------------------------------------------------------------------
-    def fit(self, inputs):
-        windows = [w for w in np.ravel(inputs["audio"]) if isinstance(w, AudioWindow)]
-        # The prepass hands every tick's window; an in-memory song's hold the whole track.
-        whole = windows[-1] if windows else None
-        if whole is None or not whole.final or whole.start > 0 or not getattr(whole, "complete", True):
+    # The prepass hands the audio one tick at a time (a streamed song holds a few seconds around each
+    # tick, never the whole): the beat band's onset strength is gathered as it comes, then tracked.
+    observes = True
+
+    def observe(self, tick, audio):
+        """One prepass tick: the onset strength of every analysis frame the window newly completes."""
+        if not audio.final:
             raise ParamError(f"node '{self.name}' param 'mode': offline needs the whole track before the first "
                              f"frame, and this audio source does not hold it; use mode: live")
-        self.fitted = self.analyse(whole)
+        if self.observed is None:
+            self.flux.reset()
+            self.observed = (None, [], audio.sample_rate)
+        first, strength = self.flux.advance(audio, audio.start + len(audio.samples))
+        start, pieces, rate = self.observed
+        if len(strength):
+            self.observed = (first if start is None else start, pieces + [strength[:, 1]], rate)
+
+    def fit(self, inputs):
+        for window in np.ravel(inputs.get("audio", [])):   # stacked windows, as a tool may hand them
+            self.observe(None, window)
+        start, pieces, rate = self.observed or (None, [], None)
+        self.observed = None
+        self.flux.reset()
+        self.fitted = self.track(start or 0, np.concatenate(pieces) if pieces else np.zeros(0), rate)
         self.fitted_bpm = local_bpm(self.fitted)
 
-    def analyse(self, audio: AudioWindow) -> np.ndarray:
-        """Beat times (stream seconds) of the whole track in `audio`, by dynamic programming."""
-        self.flux.reset()
+    def track(self, first: int, strength: np.ndarray, sample_rate: int | None) -> np.ndarray:
+        """Beat times (stream seconds) of a whole track's onset strength from frame `first`, by dynamic programming."""
+        strength = beat_strength(strength)
         self.picker.reset()
-        first, strength = self.flux.advance(audio, audio.start + len(audio.samples))
-        strength = beat_strength(strength[:, 1])
         onsets = self.picker.feed(first, strength[:, None].astype(np.float32))
-        self.flux.reset()
         self.picker.reset()
         if len(onsets) < MIN_ONSETS:
             return np.zeros(0)
         periods = self.periods(strength)
         if periods is None:
             return np.zeros(0)
-        return event_time(first + _beat_offline.track(strength, periods), self.p.hop, audio.sample_rate)
+        return event_time(first + _beat_offline.track(strength, periods), self.p.hop, sample_rate)
 
     def periods(self, strength: np.ndarray) -> np.ndarray | float | None:
         """Frames per beat at every frame: the fixed tempo, or the tempo path of the track."""
@@ -146,6 +159,7 @@ class Beats(Node):
 
     # -- per tick ---------------------------------------------------------------------------
     def reset(self):
+        self.observed = None              # offline prepass: (first frame, strengths, sample rate) so far
         self.flux.reset()
         self.picker.reset()
         self.pulse.reset()

@@ -362,6 +362,7 @@ class Encoder(Node):
                               f"the song has {program.shape[1]} channels")
         start = sample_at(k, self._sample_rate, self.ctx.fps)
         n = sample_at(k + 1, self._sample_rate, self.ctx.fps) - start
+        start -= audio.program_start if audio.program is not None else audio.start   # into the buffer
         if not audio.final:                                    # live: the newest samples are this tick's
             start = len(program) - n
         out = np.zeros((n, program.shape[1]), np.float32)

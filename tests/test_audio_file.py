@@ -217,10 +217,35 @@ def test_now_is_the_frame_time_in_samples(tmp_path, fps):
     node.configure({})
     for k in (0, 1, 2, 59, 60, 1001, 123456):
         window = node.process(tick(k, fps))["audio"]
-        assert window.now == round(Fraction(k) * SR / fps)
+        assert window.start + window.now == round(Fraction(k) * SR / fps)   # a stream position
         assert window.sample_rate == SR and window.final
-        # The track is handed on by reference, never copied per tick.
-        assert window.samples is node.mono and window.program is node.program
+
+
+def test_a_long_song_streams_in_flat_memory_and_every_window_is_the_whole_decodes(tmp_path):
+    # 60 s of a sweep: the source holds a few seconds around each frame, never the song, and every
+    # window it serves holds exactly the samples the whole-file decode has there (or zeros outside it).
+    seconds = 60.0
+    t = np.arange(round(seconds * SR)) / SR
+    path = write_wav(tmp_path / "sweep.wav", 0.5 * np.sin(2 * np.pi * (100 + 20 * t) * t))
+    node = make_node(path, fps=Fraction(30))
+    node.configure({})
+    whole = node.mono
+    assert node.frame_count() == round(seconds * 30)
+    held = []
+    for k in range(0, round(seconds * 30), 7):
+        window = node.process(tick(k, Fraction(30)))["audio"]
+        held.append(len(window.samples))
+        for offset in (-node.reach, -2048, 0, node.reach - 4096):
+            start = window.now + offset
+            expected = np.zeros(4096, np.float32)
+            lo = window.start + start                                  # the stream position asked for
+            a, b = max(lo, 0), min(lo + 4096, len(whole))
+            if b > a:
+                expected[a - lo:b - lo] = whole[a:b]
+            np.testing.assert_array_equal(window.window(start, 4096), expected)
+    # A few seconds, however long the song: reach either side of now, and as much again before the
+    # buffer moves its kept part down (it does so only now and then, so a tick costs O(1)).
+    assert max(held) <= 8 * node.reach < len(whole) / 3, max(held)
 
 
 def test_offset_delays_the_pictures(tmp_path):
