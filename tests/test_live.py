@@ -537,3 +537,18 @@ def test_live_with_a_file_shows_renders_frames_even_at_5_fps():
     runner.run(offline, runner.total_frames(offline), names=offline.upstream("cppn"), on_tick=keep)
     for k, frame in recorder.frames.items():
         np.testing.assert_array_equal(frame, reference[k], err_msg=f"frame {k}")
+
+
+def test_the_shipped_example_runs_live_from_a_file_and_says_what_to_change_for_an_input(tmp_path):
+    mixed = Path(__file__).resolve().parents[1] / "examples" / "mixed.yaml"
+    demo = mixed.with_name("demo.wav")
+    played = run_live("live", mixed, "--audio", demo, "--audio-backend", "null", "--no-window", "--osc-port", 0,
+                      "--seconds", 0.5, "--set", "cppn.width=32", "--set", "cppn.height=32", cwd=tmp_path)
+    assert played.returncode == 0, played.stderr
+    assert "analysing the whole song first" in played.stderr and summary(played.stderr)
+    captured = run_live("live", mixed, "--input", "--audio-backend", "null", "--no-window", "--osc-port", 0,
+                        cwd=tmp_path)
+    assert captured.returncode == 2, captured.stderr
+    errors = [line for line in captured.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and "--set norm.mode=running_median" in errors[0], \
+        captured.stderr
