@@ -16,6 +16,14 @@ _ACTIVATIONS = {"tanh": np.tanh, "sin": np.sin, "gaussian": lambda z: np.exp(-z 
                 "clip": lambda z: np.clip(z, -1.0, 1.0)}
 
 
+def pixel_inputs(network) -> np.ndarray:
+    """Every pixel's (row, col, r, 1) in float64, [shape=(height * width, 4)]: layer 1's input rows."""
+    h, w = network.height, network.width
+    columns = (np.broadcast_to(network.y[:, None], (h, w)), np.broadcast_to(network.x[None, :], (h, w)),
+               network.r, np.ones((h, w)))
+    return np.stack(columns, axis=-1).reshape(-1, 4).astype(np.float64)
+
+
 def exact_frame(network) -> np.ndarray:
     """(height, width, 3) float64 picture of a numpy-backend Network's last render, without rounding.
 
@@ -23,9 +31,7 @@ def exact_frame(network) -> np.ndarray:
     the last render() set; the vignette's float32 shade is the same in both backends.
     """
     h, w = network.height, network.width
-    columns = (np.broadcast_to(network.y[:, None], (h, w)), np.broadcast_to(network.x[None, :], (h, w)),
-               network.r, np.ones((h, w)))
-    values = np.stack(columns, axis=-1).reshape(-1, 4).astype(np.float64)
+    values = pixel_inputs(network)
     act = _ACTIVATIONS[network.activation]
     for weights in network.w_layers[:-1]:
         values = act(values @ weights.astype(np.float64))
