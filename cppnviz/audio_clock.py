@@ -118,7 +118,9 @@ class AudioClock:
             self._pacer.join()
             self._pacer = None
         if self._server is not None:
-            self._server.stop()
+            if self._server.getIsStarted():
+                # Stopping a server that never started makes pyo print a warning of its own.
+                self._server.stop()
             # Freed in this order or Python crashes: numpy views of a table (pyo's buffers don't keep the
             # table alive), then the pyo objects, then the server.
             self._out_views, self._in_views = [], []

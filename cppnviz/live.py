@@ -19,12 +19,14 @@ pygame are imported only when a live run starts.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import signal
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, NamedTuple, Protocol
@@ -130,6 +132,7 @@ class LiveStats:
     lost: int = 0                # captured samples overwritten before they were read (likewise)
     window_lag_s: float = 0.0    # half the longest analysis window: how far its centre trails `newest`
     records: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    control: Control | None = None   # its counters end the summary (read then: the final figures)
 
     def add(self, record: FrameRecord) -> None:
         latency = (record.done - record.newest) / self.sample_rate
@@ -160,11 +163,14 @@ class LiveStats:
         return (f"live: {self.frames} frames in {self.seconds:.2f} s ({self.fps_achieved:.1f} fps of "
                 f"{float(self.fps):g}), {self.dropped} dropped; latency newest sample -> frame ready "
                 f"mean {1000 * self.latency_mean:.1f} ms, max {1000 * self.latency_max:.1f} ms{lag}; "
-                f"audio samples starved {self.starved}, lost {self.lost}")
+                f"audio samples starved {self.starved}, lost {self.lost}"
+                + (f"; {self.control.summary()}" if self.control is not None else ""))
 
 
 class Control(Protocol):
     def apply_pending(self, now: float | None = None) -> int: ...
+
+    def summary(self) -> str: ...
 
 
 class Sender(Protocol):
@@ -203,7 +209,8 @@ class LiveRun:
         self.end, self.end_sample = self._ends(seconds)
         # Analysis nodes declare their window as n_fft: half the longest is how far its centre trails.
         n_fft = max((getattr(graph.nodes[n].p, "n_fft", 0) or 0 for n in self.names), default=0)
-        self.stats = LiveStats(clock.sample_rate, graph.ctx.fps, window_lag_s=n_fft / 2 / self.source.p.sample_rate)
+        self.stats = LiveStats(clock.sample_rate, graph.ctx.fps, window_lag_s=n_fft / 2 / self.source.p.sample_rate,
+                               control=control)
         self._stop = threading.Event()
 
     def _ends(self, seconds: float | None) -> tuple[int | None, int | None]:
@@ -237,7 +244,8 @@ class LiveRun:
             if self.window is not None:
                 self.window.open()   # before the clock starts: opening a window takes longer than a frame
             self.clock.start()
-            self._loop()
+            with settled_heap():
+                self._loop()
             for node in nodes:
                 node.finish()
         except BaseException:
@@ -304,6 +312,22 @@ class LiveRun:
             self.window.show(frame, meters, self.stats)
         self.stats.add(FrameRecord(k, picked, newest, started, self.clock.position_now()))
         self.stats.wall_end = time.perf_counter()
+
+
+@contextmanager
+def settled_heap():
+    """While active, what was made before is out of the garbage collector's sight, so its full passes stay short.
+
+    A full collection holds the interpreter, and so every thread: over a large heap it took 70-120 ms
+    (a burst of OSC messages allocates enough to trigger one). What the show allocates is still
+    collected; what was there before lives for the whole show anyway.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 class StopOnSignals:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -43,6 +44,11 @@ class Node:
     params: ClassVar[tuple[Param, ...]] = ()
     # Path params the node writes; every other path param names a file the run reads.
     writes: ClassVar[tuple[str, ...]] = ()
+    # Params whose change is slow to apply (a network rebuilt). Live, a change to one is built on a
+    # worker thread in a copy of the node (twin() + configure()) while this node keeps rendering,
+    # and swapped in between ticks (adopt()). So configure() must make anew everything process()
+    # writes to: the copy must share no buffer that the node still rendering writes to.
+    heavy: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, name: str, values: dict[str, Any], ctx: Context):
         self.name = name
@@ -129,10 +135,7 @@ class Node:
         old = getattr(self.p, name)
         setattr(self.p, name, value)
         try:
-            specs = self.param_changed(name)
-            if self.output_specs is not None and specs is not None and specs != self.output_specs:
-                raise ParamError(f"node '{self.name}' param '{name}': cannot change to {value!r} while running: "
-                                 f"it changes what the node's outputs carry (size or shape)")
+            self._keeps_outputs(self.param_changed(name), {name: value})
         except Exception:
             # Leave the node exactly as it was: the running graph was built around the old value.
             setattr(self.p, name, old)
@@ -143,3 +146,36 @@ class Node:
     def param_changed(self, name: str) -> dict[str, Spec] | None:
         """React to a param change between ticks; the default re-runs configure() and returns its specs."""
         return self.configure(self.input_specs)
+
+    def _keeps_outputs(self, specs: dict[str, Spec] | None, changes: dict[str, Any]) -> None:
+        """Refuse a change that would alter what a running node's outputs carry: the graph was built around them."""
+        if self.output_specs is not None and specs is not None and specs != self.output_specs:
+            names = ", ".join(f"'{n}'" for n in changes)
+            values = ", ".join(repr(v) for v in changes.values())
+            raise ParamError(f"node '{self.name}' param{'s' if len(changes) > 1 else ''} {names}: cannot change to "
+                             f"{values} while running: it changes what the node's outputs carry (size or shape)")
+
+    # -- heavy changes, built off the render thread ----------------------------------------
+    def twin(self, changes: dict[str, Any], *, clamp: bool = False) -> Node:
+        """A shallow copy with `changes` (param name -> value) checked and set; this node is untouched.
+
+        Call between ticks; configure the copy with rebuild() on any thread, then adopt() it.
+        """
+        values = dict(vars(self.p))
+        for name, value in changes.items():
+            try:
+                decl = self.param(name)
+            except KeyError:
+                raise ParamError(f"node '{self.name}' has no param '{name}'") from None
+            values[name], _ = decl.check(value, clamp=clamp)
+        twin = copy.copy(self)
+        twin.p = SimpleNamespace(**values)
+        return twin
+
+    def rebuild(self, changes: dict[str, Any]) -> None:
+        """Configure this copy (made by twin()) for its params; ParamError if the outputs would change."""
+        self._keeps_outputs(self.configure(self.input_specs), changes)
+
+    def adopt(self, twin: Node) -> None:
+        """Take over what `twin` built: its params and everything configure() made (between ticks only)."""
+        self.__dict__.update(twin.__dict__)

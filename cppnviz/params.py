@@ -12,6 +12,9 @@ from .errors import ParamError, describe_found
 REQUIRED = object()
 
 TYPES = ("float", "int", "bool", "str", "choice", "path", "floats")
+# How a fader (OSC /norm, a host's slider) spreads the range: evenly, or evenly in ratios (a param
+# spanning decades, where the values that matter would otherwise crowd the fader's first percent).
+SCALES = ("linear", "log")
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,9 @@ class Param:
     Types: float, int, bool, str, choice (one of `choices`), path (a file path,
     relative paths resolve against the graph file's folder) and floats (one
     number or a list of numbers, each within min..max).
+
+    `scale="log"` (numbers with 0 < min < max) maps a fader's 0..1 onto the range by ratio:
+    the middle of the fader is the geometric mean of min and max.
     """
 
     name: str
@@ -31,12 +37,18 @@ class Param:
     max: float | None = None
     unit: str = ""
     choices: tuple[str, ...] = field(default=())
+    scale: str = "linear"
 
     def __post_init__(self):
         if self.type not in TYPES:
             raise ValueError(f"param {self.name}: unknown type {self.type!r}")
         if self.type == "choice" and not self.choices:
             raise ValueError(f"param {self.name}: a choice param needs choices")
+        if self.scale not in SCALES:
+            raise ValueError(f"param {self.name}: unknown scale {self.scale!r}")
+        if self.scale == "log" and not (self.type in ("float", "int", "floats") and self.min is not None
+                                        and self.max is not None and 0 < self.min < self.max):
+            raise ValueError(f"param {self.name}: a log scale needs numbers with 0 < min < max")
 
     @property
     def required(self) -> bool:
@@ -124,13 +136,26 @@ class Param:
         return type(value)(min(max(value, low), high)), True
 
     def normalized(self, fraction: float) -> Any:
-        """Map 0..1 onto this param's range (for controllers that send 0..1)."""
+        """Map 0..1 onto this param's range (for controllers that send 0..1), by its scale."""
         if self.min is None or self.max is None:
             raise ParamError(f"param '{self.name}' has no range to map 0..1 onto")
         fraction = min(max(float(fraction), 0.0), 1.0)
-        value = self.min + fraction * (self.max - self.min)
+        if self.scale == "log":
+            low = math.log(self.min)
+            value = math.exp(low + fraction * (math.log(self.max) - low))
+        else:
+            value = self.min + fraction * (self.max - self.min)
         # Halves round up (round() would send 2.5 to 2 but 3.5 to 4: uneven knob steps).
         return math.floor(value + 0.5) if self.type == "int" else value
+
+    def fraction(self, value: float) -> float:
+        """Where `value` sits on this param's fader, 0..1: the inverse of normalized()."""
+        if self.min is None or self.max is None:
+            raise ParamError(f"param '{self.name}' has no range to map onto 0..1")
+        value = min(max(float(value), self.min), self.max)
+        if self.scale == "log":
+            return math.log(value / self.min) / math.log(self.max / self.min)
+        return (value - self.min) / ((self.max - self.min) or 1.0)
 
     def describe(self) -> dict:
         """Plain data for the manifest and `cppnviz nodes --json`."""
@@ -146,6 +171,8 @@ class Param:
             out["unit"] = self.unit
         if self.choices:
             out["choices"] = list(self.choices)
+        if self.scale != "linear":
+            out["scale"] = self.scale
         return out
 
 

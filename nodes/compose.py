@@ -53,6 +53,8 @@ class Tiler(Node):
         Param("backend", "choice", "auto", "where the band networks render: auto (the GPU when usable), numpy, "
               "cupy", choices=BACKENDS),
     )
+    # Every param but radius_gain rebuilds the band networks: live, that is done off the render thread.
+    heavy = frozenset(p.name for p in params) - {"radius_gain"}
 
     def configure(self, inputs):
         p = self.p
@@ -123,7 +125,8 @@ class SpectrumMeter(Node):
     params = (
         Param("width", "int", 256, "frame width", min=16, max=7680, unit="px"),
         Param("height", "int", 256, "frame height", min=16, max=4320, unit="px"),
-        Param("max_value", "float", 2.0, "value drawn at full height; larger values are clipped", min=1e-6, max=1e6),
+        Param("max_value", "float", 2.0, "value drawn at full height; larger values are clipped", min=1e-6, max=1e6,
+              scale="log"),
         Param("color", "floats", [0.2, 0.9, 1.0], "bar colour: red, green, blue (or one gray value)", min=0, max=1),
         Param("gap", "int", 2, "space between neighbouring bars (half of it at each edge)", min=0, max=256, unit="px"),
         Param("background", "float", 0.0, "gray level behind the bars", min=0, max=1),

@@ -24,6 +24,7 @@ from cppnviz.errors import GraphError, ParamError, Problem
 from cppnviz.node import Node
 from cppnviz.params import Param
 from cppnviz.ports import Input, Output, Spec
+from cppnviz.rebuild import off_render_thread
 
 ACTIVATIONS = ("tanh", "sin", "gaussian", "clip")
 BACKENDS = ("auto", "numpy", "cupy")
@@ -248,8 +249,9 @@ class Network:
         if self.gpu is not None:
             return self.gpu.render(self.w_first[3])
         with single_threaded_blas():
-            if len(self.scratch) == 1 or threading.current_thread().name.startswith("cppn"):
-                # One chunk, or called from a pool thread (waiting on the pool there could deadlock).
+            if len(self.scratch) == 1 or threading.current_thread().name.startswith("cppn") or off_render_thread():
+                # One chunk, or called from a pool thread (waiting on the pool there could deadlock), or
+                # a trial off the render thread (the pool's threads belong to the frame being rendered).
                 for i0, i1 in self.chunks:
                     self._chunk(i0, i1, self.scratch[0])
             else:
@@ -308,7 +310,7 @@ PARAMS = (
     Param("mapping", "choice", "affine", "affine: (1+y)/2 with the activation on the last layer too (the seed); "
           "sigmoid: 1/(1+exp(-z)) of the last layer's pre-activation (NeuroMV)", choices=("affine", "sigmoid")),
     Param("scale", "float", 1.0, "coordinate zoom: the inputs span +-scale, so larger shows more of the pattern",
-          min=0.01, max=100),
+          min=0.01, max=100, scale="log"),
     Param("aspect", "choice", "stretch", "stretch: each axis by its own half-size (the seed's videos); "
           "keep: both by min(height, width)/2 (the post's static image)", choices=("stretch", "keep")),
     Param("vignette", "bool", False, "multiply by max(0, 1 - r) as the seed's mixed.py (r at scale 1)"),
@@ -365,6 +367,8 @@ class CPPN(Node):
     inputs = (Input("features", "features", "values fed to the network beside (row, col, r)", required=False),)
     outputs = (Output("frame", "frame", "the rendered picture, float32 (height, width, 3) in [0, 1]"),)
     params = PARAMS
+    # Every param but feature_gain rebuilds the network: live, that is done off the render thread.
+    heavy = frozenset(p.name for p in PARAMS) - {"feature_gain"}
 
     def configure(self, inputs):
         p = self.p
@@ -381,6 +385,10 @@ class CPPN(Node):
             self._warned_static = True
             log.warning("node '%s': no features input and period 0: every frame is the same picture; link "
                         "'features' (e.g. to a smoother) or set period", self.name)
+
+    def param_changed(self, name):
+        # feature_gain is read every frame: nothing to rebuild.
+        return None if name == "feature_gain" else super().param_changed(name)
 
     def process(self, tick, features=None):
         if features is not None and self.p.feature_gain != 1.0:

@@ -15,6 +15,8 @@ import urllib.request
 
 import numpy as np
 import pytest
+from conftest import write_tone
+from frame_clock import describe, own_figures, run_frames
 
 pytest.importorskip("pythonosc", reason="python-osc is needed for the OSC layer")
 
@@ -28,7 +30,10 @@ from cppnviz.graph import build_graph  # noqa: E402
 from cppnviz.host_bridge.osc.control import ParamControl  # noqa: E402
 from cppnviz.host_bridge.osc.oscquery import OscQueryServer  # noqa: E402
 from cppnviz.host_bridge.osc.sender import FeatureSender  # noqa: E402
-from cppnviz.host_bridge.osc.server import OscServer  # noqa: E402
+from cppnviz.host_bridge.osc import udp_buffer  # noqa: E402
+from cppnviz.host_bridge.osc.server import OscServer, newest_per_address  # noqa: E402
+from cppnviz.live import settled_heap  # noqa: E402
+from cppnviz.runner import Scheduler  # noqa: E402
 from cppnviz.timebase import Tick  # noqa: E402
 
 CONTROL_LOG = "cppnviz.host_bridge.osc.control"
@@ -422,58 +427,207 @@ def test_close_is_prompt(control):
     assert time.monotonic() - started < 1.0
 
 
-FLOOD_SENDER = r"""
+BURST_SENDER = r"""
 import socket, struct, sys, time
 port, n = int(sys.argv[1]), int(sys.argv[2])
 head = b"/smooth/alpha\x00\x00\x00,f\x00\x00"
 packets = [head + struct.pack(">f", 0.9 * (i + 1) / n) for i in range(n)]
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-# The flood the issue names: 10,000 messages in one second, sent in bursts of 100 every 10 ms.
+print("ready", flush=True)
+sys.stdin.readline()   # a controller is a program already running: its start-up is not the burst
+# As fast as a socket can: the issue's burst (0.07 s for 10,000 on its machine).
 start = time.perf_counter()
-for i in range(0, n, 100):
-    for p in packets[i:i + 100]:
-        sock.sendto(p, ("127.0.0.1", port))
-    time.sleep(max(0.0, start + (i + 100) / n - time.perf_counter()))
+for p in packets:
+    sock.sendto(p, ("127.0.0.1", port))
+print(time.perf_counter() - start)
 """
 
 
-def test_a_flood_never_stalls_the_render_loop(control, server):
-    """10,000 messages in a second from another process while a 60 fps frame clock applies changes."""
-    n, fps = 10_000, 60
-    sender = subprocess.Popen([sys.executable, "-c", FLOOD_SENDER, str(server.port), str(n)])
-    frames, lateness = 0, []
-    started = time.perf_counter()
-    quiet_since = None
-    seen = -1
+def test_a_burst_of_10000_messages_keeps_frames_on_time(control, server):
+    """The issue's burst: 10,000 messages as fast as a socket can, while a real graph makes frames at 60 fps.
+
+    During it and for a second after the server took the last one in: at least 95 % of frames
+    shown and none ready more than 50 ms after its time, beyond what the kernel kept the render
+    threads waiting for a CPU (other programs on a shared machine; see frame_clock.py). Every
+    message is counted, and the last one sent is the one applied when the receive buffer held them.
+    """
+    n, fps, warm = 10_000, 60, 30
+    scheduler = Scheduler(control.graph)
+    for node in control.graph.nodes.values():
+        node.reset()
+    stats = control.stats
+    sender = subprocess.Popen([sys.executable, "-c", BURST_SENDER, str(server.port), str(n)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert sender.stdout.readline() == "ready\n"
+    went, taken, deadline = [], [], time.monotonic() + 30
+
+    def work(k: int) -> None:
+        control.apply_pending()
+        scheduler.step(k)
+
+    def done(k: int) -> bool:
+        if k >= warm and not went:   # the first frames (caches, thread pools) are not timed: then the burst
+            sender.stdin.write("go\n")
+            sender.stdin.flush()
+            went.append(k)
+        if not taken and sender.poll() is not None and stats["received"] + stats["overflow"] >= n:
+            taken.append(time.monotonic())
+        return (bool(taken) and time.monotonic() > taken[0] + 1.0) or time.monotonic() > deadline
+
     try:
-        # Paced like a real frame clock: frame k is due at start + k/fps, so a hiccup is made up
-        # afterwards instead of slowing every later frame.
-        while time.perf_counter() - started < 15:
-            lateness.append(time.perf_counter() - (started + frames / fps))
-            control.apply_pending()
-            frames += 1
-            time.sleep(max(0.0, started + frames / fps - time.perf_counter()))
-            now = time.perf_counter()
-            received = control.stats["received"]
-            if sender.poll() is not None and received == seen:
-                quiet_since = quiet_since or now
-                if received >= n or now - quiet_since > 0.5:
-                    break
-            else:
-                quiet_since = None
-            seen = received
+        with settled_heap():   # as the live loop runs
+            frames = run_frames(work, fps, done)
     finally:
-        sender.wait(timeout=10)
-    elapsed = time.perf_counter() - started
-    control.apply_pending()
-    assert sender.returncode == 0
-    # Frames kept flowing at the graph's fps through the flood: a server thread that hogged the
-    # interpreter, or slept on timed bundles, would leave frames seconds late.
-    assert frames >= 0.9 * fps * elapsed, f"{frames} frames in {elapsed:.2f} s; stats {control.stats}"
-    assert max(lateness) < 0.25, f"a frame started {max(lateness) * 1000:.0f} ms late; stats {control.stats}"
-    assert control.value("smooth", "alpha") == pytest.approx(0.9, rel=1e-6), control.stats
-    assert control.stats["received"] == n, control.stats
+        sending_s = float(sender.communicate(timeout=30)[0] or "nan")
+    assert sender.returncode == 0 and taken, f"the server took {stats['received']} of {n}; stats {stats}"
+    frames = [f for f in frames if f.k >= went[0]]     # from the frame the burst started at
+    latest, dropped, due = own_figures(frames, fps)
+    figures = f"{describe(frames, fps)}; burst sent in {sending_s:.3f} s; stats {stats}"
+    assert dropped <= 0.05 * due, figures
+    assert latest <= 0.050, figures
+    assert stats["received"] + stats["overflow"] == n, figures
+    assert stats["received"] == stats["applied"] + stats["coalesced"] + stats["unchanged"], figures
+    if stats["overflow"] == 0:
+        assert control.value("smooth", "alpha") == pytest.approx(0.9, rel=2**-23), figures
     assert control.pending() == 0
+
+
+def test_what_the_kernel_drops_is_counted_and_logged(control, caplog):
+    """A receive buffer too small for a burst: the datagrams Linux dropped are counted, the rest handled."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        if udp_buffer.dropped(probe) is None:
+            pytest.skip("the kernel's drop count is read from Linux's /proc/net/udp")
+    n = 2000
+    srv = OscServer(control, port=0, receive_buffer=4096)   # room for a handful of datagrams
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        for i in range(n):   # before the server reads anything: the buffer overflows
+            out.sendto(message("/smooth/alpha", (0.5 * (i + 1) / n, "f")), ("127.0.0.1", srv.port))
+    with caplog.at_level(logging.WARNING, logger=SERVER_LOG), srv:
+        wait_for(lambda: control.stats["received"] + control.stats["overflow"] == n, timeout=5,
+                 what=f"every datagram accounted for (stats {control.stats})")
+    assert 0 < control.stats["overflow"] < n and control.stats["malformed"] == 0
+    assert any("receive buffer full" in r.getMessage() and "dropped" in r.getMessage() for r in caplog.records)
+    assert f"{control.stats['overflow']} dropped (" in control.summary()
+
+
+def test_only_well_formed_one_number_messages_are_coalesced_by_the_server():
+    one = [message("/a", (0.1, "f")), message("/a", (2, "i")), message("/b", True), message("/a", (0.3, "d"))]
+    query, bundle, text = message("/a"), _bundle(message("/a", 0.5)), message("/a", "x")
+    cut = message("/a", (0.7, "f"))[:-1]
+    batch = [(d, None) for d in [one[0], query, one[1], bundle, text, one[2], cut, one[3]]]
+    assert [d for d, _ in newest_per_address(batch)] == [query, bundle, text, one[2], cut, one[3]]
+
+
+def _bundle(*messages: bytes) -> bytes:
+    """An immediate bundle of message datagrams, put together by hand (python-osc would parse them)."""
+    return b"#bundle\x00" + b"\x00" * 7 + b"\x01" + b"".join(struct.pack(">i", len(m)) + m for m in messages)
+
+
+# -- what a show refuses, and what it says ---------------------------------------------------------
+
+def test_a_file_param_cannot_change_while_running(tmp_path, caplog):
+    write_tone(tmp_path / "song.wav")
+    data = {"fps": 60, "nodes": {"audio": {"type": "audio_file", "params": {"path": "song.wav"}},
+                                 "bands": {"type": "stft_bands", "inputs": {"audio": "audio.audio"}}}}
+    control = ParamControl(build_graph(data, base_dir=tmp_path))
+    before = control.value("audio", "path")
+    with caplog.at_level(logging.WARNING, logger=CONTROL_LOG):
+        assert control.handle("/audio/path", ["other.wav"]) is None
+    assert control.apply_pending() == 0 and control.value("audio", "path") == before
+    assert control.stats["rejected"] == 1 and control.pending() == 0
+    logged = [r.getMessage() for r in caplog.records if r.name == CONTROL_LOG]
+    assert len(logged) == 1 and "/audio/path 'other.wav'" in logged[0] and "restart" in logged[0], logged
+    assert control.handle("/audio/path", []) == [before]    # still answers a query
+
+
+def test_the_first_rejection_of_each_kind_is_logged_even_in_a_flood(tmp_path, caplog):
+    write_tone(tmp_path / "song.wav")
+    data = {"fps": 60, "nodes": {"audio": {"type": "audio_file", "params": {"path": "song.wav"}},
+                                 "bands": {"type": "stft_bands", "inputs": {"audio": "audio.audio"}}}}
+    control = ParamControl(build_graph(data, base_dir=tmp_path))
+    with caplog.at_level(logging.WARNING, logger=CONTROL_LOG):
+        for _ in range(1000):
+            control.handle("/nowhere/x", [1])
+        control.handle("/audio/path", ["other.wav"])
+        control.handle("/bands/n_fft", ["big"])
+        control.handle("/bands/n_fft", [1025])      # a valid number the node refuses (odd)
+        control.apply_pending()
+    logged = " | ".join(r.getMessage() for r in caplog.records if r.name == CONTROL_LOG)
+    for first in ("/nowhere/x 1", "/audio/path 'other.wav'", "/bands/n_fft 'big'", "/bands/n_fft 1025"):
+        assert first in logged, logged
+    assert control.stats["rejected"] == 1003
+
+
+def test_the_summary_line_counts_every_outcome(control):
+    control.handle("/smooth/alpha", [0.1])
+    control.handle("/smooth/alpha", [0.2])       # replaces the first before its tick
+    control.handle("/nowhere", [1])
+    control.handle("/smooth/alpha/norm", [2.0])  # clamped, and replaces the second
+    control.superseded(3)                        # three the server left unread
+    control.apply_pending()
+    assert control.summary() == ("OSC in: 7 received, 1 applied, 5 coalesced, 1 rejected, 0 dropped, 1 clamped")
+
+
+# -- log-scaled params ---------------------------------------------------------------------------------
+
+def _log_roundtrip_bound(decl) -> float:
+    """Relative error of value -> fraction -> value in float64 for a log param.
+
+    fraction = ln(v/min) / ln(max/min) carries an absolute error of a few units of 2**-53 times
+    (1 + |ln v| + |ln min| + |ln max|); value = exp(ln min + fraction * ln(max/min)) turns an
+    absolute error e in its exponent into a relative error e, plus its own rounding. Eight such
+    terms bound it with room.
+    """
+    logs = 1 + abs(math.log(decl.min)) + abs(math.log(decl.max))
+    return 8 * logs * 2**-53
+
+
+@pytest.mark.parametrize("type_name, param", [("cppn", "scale"), ("spectrum_meter", "max_value")])
+def test_log_params_place_their_default_mid_fader_and_round_trip(type_name, param):
+    decl = registry.lookup(type_name).param(param)
+    assert decl.scale == "log"
+    # The geometric middle of the range sits mid-fader: cppn scale 0.01..100 puts 1.0 at 0.5.
+    middle = math.sqrt(decl.min * decl.max)
+    assert decl.fraction(middle) == pytest.approx(0.5, abs=4 * _log_roundtrip_bound(decl))
+    assert decl.normalized(0.0) == pytest.approx(decl.min, rel=_log_roundtrip_bound(decl))
+    assert decl.normalized(1.0) == pytest.approx(decl.max, rel=_log_roundtrip_bound(decl))
+    for value in np.geomspace(decl.min, decl.max, 41):
+        value = float(value)
+        back = decl.normalized(decl.fraction(value))
+        assert back == pytest.approx(value, rel=_log_roundtrip_bound(decl)), value
+    # Evenly spaced fader positions are evenly spaced ratios.
+    steps = [decl.normalized(x) for x in (0.25, 0.5, 0.75)]
+    assert steps[1] / steps[0] == pytest.approx(steps[2] / steps[1], rel=4 * _log_roundtrip_bound(decl))
+
+
+def test_log_norm_over_osc_and_its_query(control, server, client):
+    if "cppn" not in control.graph.nodes:
+        pytest.skip("no cppn node type is registered")
+    decl = control.graph.nodes["cppn"].param("scale")
+    send(client, server, message("/cppn/scale/norm", (0.75, "f")))
+    control.apply_pending(wait=30)
+    # 0.75 of the way from 0.01 to 100 by ratio: 10; 0.75 is exact in float32.
+    assert control.value("cppn", "scale") == pytest.approx(10.0, rel=_log_roundtrip_bound(decl))
+    send(client, server, message("/cppn/scale/norm"))
+    # The reply is a float32: half a unit in its last place, relative.
+    assert reply(client).params == [pytest.approx(0.75, rel=2**-24)]
+    assert control.stats["rejected"] == 0
+
+
+# -- python-osc's own noise --------------------------------------------------------------------------
+
+def test_a_bundle_element_python_osc_cannot_identify_is_malformed_and_only_our_line_says_so(control, server,
+                                                                                           client, caplog):
+    empty = b"#bundle\x00" + b"\x00" * 7 + b"\x01" + b"\x00\x00\x00\x04" + b"\x00\x00\x00\x00"
+    odd_tag = _bundle(b"/smooth/alpha\x00\x00\x00,c\x00\x00\x00\x00\x00A")
+    with caplog.at_level(logging.DEBUG):
+        send(client, server, empty, odd_tag, message("/smooth/alpha", 0.5))
+    assert control.stats["malformed"] == 1 and control.stats["rejected"] == 1
+    assert control.apply_pending() == 1
+    ours = {CONTROL_LOG, SERVER_LOG}
+    assert [r.getMessage() for r in caplog.records if r.name not in ours] == []
+    assert any("malformed OSC packet" in r.getMessage() for r in caplog.records if r.name == SERVER_LOG)
 
 
 # -- feature output --------------------------------------------------------------------------------
@@ -554,8 +708,12 @@ def test_oscquery_tree_has_every_param(control, oscquery):
         assert entry["FULL_PATH"] == f"/{node}/{name}"
         assert entry["VALUE"] == values
         assert entry["TYPE"] == ("f" * len(values) if decl.type == "floats" else tags[decl.type])
-        assert entry["ACCESS"] == 3
-        assert entry["DESCRIPTION"] == decl.doc
+        assert entry["ACCESS"] == (1 if decl.type == "path" else 3)   # files are refused while running
+        if decl.scale == "log":
+            # The proposal has no scaling attribute: RANGE keeps its meaning, TAGS says "log".
+            assert entry["TAGS"] == ["log"] and entry["DESCRIPTION"].startswith(decl.doc + " (log scale")
+        else:
+            assert "TAGS" not in entry and entry["DESCRIPTION"] == decl.doc
         if decl.type == "choice":
             assert entry["RANGE"] == [{"VALS": list(decl.choices)}]
         elif decl.min is not None and decl.max is not None:

@@ -92,7 +92,8 @@ def test_oscsend_drives_a_param(control, server, args, param, expected):
     subprocess.run(["oscsend", "127.0.0.1", str(server.port), *args], check=True, timeout=10)
     wait_for(lambda: control.stats["received"] == 1, what="oscsend's message")
     assert control.value(*param) != expected  # nothing changes before the tick
-    assert control.apply_pending() == 1
+    # A cppn's network is rebuilt off the render thread: wait for it to be swapped in.
+    assert control.apply_pending(wait=30) == 1
     assert control.value(*param) == pytest.approx(expected)
     assert control.stats["rejected"] == 0 and control.stats["malformed"] == 0
 
@@ -188,7 +189,7 @@ def test_pure_data_patch_drives_params(control, server, caplog):
     assert done.returncode == 0, done.stderr
     assert "error" not in done.stderr.lower(), done.stderr
     wait_for(lambda: control.stats["received"] == 6, what=f"Pd's 6 messages (stats {control.stats})")
-    control.apply_pending()
+    control.apply_pending(wait=30)
     assert control.value("smooth", "alpha") == 0.25
     assert control.value("bands", "n_mels") == 42
     assert control.value("bands", "window") == "none"

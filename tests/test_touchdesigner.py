@@ -834,3 +834,12 @@ def test_the_example_graph_runs_in_touchdesigner(td):
     assert top.standin_errors == [] and chop.standin_errors == []
     assert top.standin_image.shape == (256, 256, 4) and chop.numChans == 8
     assert top.par.Output.menuNames == ["auto", "cppn.frame"] and "Cppnseed" in [p.name for p in top.customPages[-1].pars]
+
+
+def test_a_log_scaled_param_keeps_its_units_and_a_decade_slider_around_its_default():
+    from cppnviz.host_bridge.touchdesigner.layout import spec_for
+    scale = spec_for("Cppnscale", "cppn", registry.lookup("cppn").param("scale"))
+    assert (scale.min, scale.max, scale.default) == (0.01, 100, 1.0)     # what the graph file and OSC mean
+    assert (scale.norm_min, scale.norm_max) == (0.1, 10.0)              # not 0.01..100, where 1.0 sits at 1 %
+    meter = spec_for("Barsmaxvalue", "bars", registry.lookup("spectrum_meter").param("max_value"))
+    assert (meter.min, meter.max, meter.norm_min, meter.norm_max) == (1e-6, 1e6, 0.2, 20.0)

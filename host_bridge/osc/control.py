@@ -1,14 +1,18 @@
 """The control plane: OSC messages in, validated param changes queued, applied between ticks.
 
 Addresses are `/<node>/<param>` (a value in the param's own units) and
-`/<node>/<param>/norm` (one number 0..1 mapped onto the param's range, for
-controllers that send faders as 0..1). A message with no arguments is a query:
-`handle()` returns the current value for the server to send back.
+`/<node>/<param>/norm` (one number 0..1 placed on the param's fader, linear or
+log as the param declares, for controllers that send faders as 0..1). A message
+with no arguments is a query: `handle()` returns the current value for the
+server to send back.
 
 `handle()` runs on the network thread and only validates and queues;
 `apply_pending()` runs on the render thread at the start of a tick. A
 controller's overshoot is clamped and counted, never an error that stops a
-show; a wrong type or an unknown address is rejected, counted and logged.
+show; a wrong type, an unknown address or a file param (which cannot change
+while the show runs) is rejected, counted and logged. Changes to a node's heavy
+params (`Node.heavy`) are built on a worker thread and swapped in when ready
+(cppnviz.rebuild), the old version on screen meanwhile.
 """
 
 from __future__ import annotations
@@ -21,22 +25,26 @@ from collections import OrderedDict
 from typing import Any
 
 from cppnviz.errors import CppnvizError, ParamError
-from cppnviz.graph import resolve_path
 from cppnviz.params import Param
+from cppnviz.rebuild import Rebuilds
 
+from .convert import from_norm, from_value, to_norm
 from .ratelimit import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 
-# received: messages handled; applied: changes made by apply_pending; clamped: values brought into range;
-# rejected: wrong type, unknown address, or refused by the node; malformed / oversized: packets not parsed;
-# query: queries answered; coalesced: changes replaced by a later one before their tick; unchanged: changes
-# to the value a param already had (skipped: no needless reconfigure); dropped: timed changes over the
-# bound; errors: socket failures and bugs (logged with a traceback).
+# received: messages taken in; applied: changes made; clamped: values brought into range; rejected: wrong
+# type, unknown address, a file param while running, refused by the node; malformed / oversized: packets
+# not parsed; query: queries answered; coalesced: changes replaced by a newer one to the same param before
+# their tick; unchanged: changes to the value a param already had (skipped: no needless reconfigure);
+# dropped: timed changes over the bound; overflow: packets the kernel dropped, the socket's receive buffer
+# full; errors: socket failures and bugs (logged with a traceback).
 STATS = ("received", "applied", "clamped", "rejected", "malformed", "oversized", "query",
-         "coalesced", "unchanged", "dropped", "errors")
+         "coalesced", "unchanged", "dropped", "overflow", "errors")
 
 NORM = "norm"
+FILE_WHILE_RUNNING = ("a file cannot change while the show runs (it was read before the first frame); "
+                      "restart with the new file")
 
 
 class ParamControl:
@@ -46,8 +54,9 @@ class ParamControl:
     # scheduling far ahead cannot grow memory without limit (oldest dropped).
     max_timed = 1024
 
-    def __init__(self, graph):
+    def __init__(self, graph, *, rebuilds: Rebuilds | None = None):
         self.graph = graph
+        self.rebuilds = rebuilds if rebuilds is not None else Rebuilds(graph)
         # address -> (node name, declaration, normalised form?); built once so a message costs one lookup.
         self._targets: dict[str, tuple[str, Param, bool]] = {}
         for node in graph.nodes.values():
@@ -74,41 +83,66 @@ class ParamControl:
         self.count("received")
         target = self._targets.get(address)
         if target is None:
-            self.reject(address, args, "no such param; addresses are /<node>/<param> or /<node>/<param>/norm")
+            self.reject(address, args, "no such param; addresses are /<node>/<param> or /<node>/<param>/norm",
+                        kind="address")
             return None
         node, decl, norm = target
         if not args:
             return self._query(address, node, decl, norm)
-        try:
-            value, clamped = _from_norm(decl, args) if norm else _from_value(decl, args)
-        except ParamError as exc:
-            self.reject(address, args, str(exc))
-            return None
         if decl.type == "path":
-            value = resolve_path(decl, value, self.graph.ctx.base_dir)
+            # Every param naming a file: the show read (or opened) it before its first frame.
+            self.reject(address, args, FILE_WHILE_RUNNING, kind="file")
+            return None
+        try:
+            value, clamped = from_norm(decl, args) if norm else from_value(decl, args)
+        except ParamError as exc:
+            self.reject(address, args, str(exc), kind="value")
+            return None
         if clamped:
             self.count("clamped")
         self._queue(node, decl.name, value, timetag)
         return None
 
-    def reject(self, address: str, args: Any, reason: str) -> None:
-        """Count and log a message that cannot be applied (the log names the address and the value)."""
+    def reject(self, address: str, args: Any, reason: str, *, kind: str = "value") -> None:
+        """Count and log a message that cannot be applied (the log names the address and the value).
+
+        The log is rate-limited per `kind` (address, value, file, refused, heavy), so a flood of
+        one kind never hides the first of another.
+        """
         self.count("rejected")
         shown = args[0] if isinstance(args, list) and len(args) == 1 else args
-        self._log.warning("rejected", "OSC %s %r rejected: %s", address, shown, reason)
+        what = f"{address} {shown!r}" if shown != [] else address
+        self._log.warning(f"rejected:{kind}", "OSC %s rejected: %s", what, reason)
+
+    def superseded(self, n: int) -> None:
+        """Count `n` messages the server took in but never read: a newer one to the same address came in the same read."""
+        with self._lock:
+            self.stats["received"] += n
+            self.stats["coalesced"] += n
 
     def count(self, key: str, n: int = 1) -> None:
         """Add to one of the `stats` counters (both threads count, so under the lock)."""
         with self._lock:
             self.stats[key] += n
 
+    def summary(self) -> str:
+        """The counters in one line, for the end of a run."""
+        with self._lock:
+            s = dict(self.stats)
+        parts = [f"{s[k]} {k}" for k in ("received", "applied", "coalesced", "rejected")]
+        lost = {"receive buffer full": s["overflow"], "timed queue full": s["dropped"]}
+        detail = ", ".join(f"{n} {why}" for why, n in lost.items() if n)
+        parts.append(f"{sum(lost.values())} dropped" + (f" ({detail})" if detail else ""))
+        parts += [f"{s[k]} {k}" for k in ("unchanged", "clamped", "malformed", "oversized", "query", "errors") if s[k]]
+        return "OSC in: " + ", ".join(parts)
+
     def _query(self, address: str, node: str, decl: Param, norm: bool) -> list | None:
         value = getattr(self.graph.nodes[node].p, decl.name)
         if norm:
             try:
-                value = _to_norm(decl, value)
+                value = to_norm(decl, value)
             except ParamError as exc:
-                self.reject(address, [], str(exc))
+                self.reject(address, [], str(exc), kind="value")
                 return None
         self.count("query")
         return list(value) if isinstance(value, (list, tuple)) else [value]
@@ -139,12 +173,14 @@ class ParamControl:
             self._log.warning("dropped", "more than %d timed OSC changes waiting; dropped the oldest", self.max_timed)
 
     # -- render thread ------------------------------------------------------------
-    def apply_pending(self, now: float | None = None) -> int:
+    def apply_pending(self, now: float | None = None, *, wait: float = 0.0) -> int:
         """Apply every queued change that is due, in arrival order, the last change of a param winning.
 
         Call at the start of a tick on the render thread. Never waits for the
-        network: the lock is held only to swap the queues out. Returns how many
-        changes were applied.
+        network: the lock is held only to swap the queues out. Changes to heavy
+        params go to a worker; the ones it finished are swapped in here. With
+        `wait` (seconds), waits for the worker to finish too (tests, scripts).
+        Returns how many changes were applied.
         """
         now = time.time() if now is None else now
         with self._lock:
@@ -160,9 +196,22 @@ class ParamControl:
             held = latest.get((node, param))
             if held is None or held[0] < seq:
                 latest[(node, param)] = (seq, value)
-        applied = 0
+        applied = self._adopt()
+        heavy: dict[str, dict[str, Any]] = {}
         for (node, param), (_, value) in sorted(latest.items(), key=lambda kv: kv[1][0]):
-            applied += self._apply(node, param, value)
+            if self.rebuilds.handles(node, param):
+                # Several params of one node changed in one tick are built together.
+                if value == self.rebuilds.target(node, param):
+                    self.count("unchanged")
+                else:
+                    heavy.setdefault(node, {})[param] = value
+            else:
+                applied += self._apply(node, param, value)
+        for node, changes in heavy.items():
+            self.rebuilds.submit(node, changes)
+        if wait and self.rebuilds.busy():
+            self.rebuilds.wait(wait)
+            applied += self._adopt()
         if applied:
             self.count("applied", applied)
         return applied
@@ -180,9 +229,25 @@ class ParamControl:
         except CppnvizError as exc:
             # The value passed its own check but the node refused it (its other params, or a
             # change of output shape mid-run); set_param has already put the old value back.
-            self.reject(f"/{node}/{param}", [value], str(exc))
+            self.reject(f"/{node}/{param}", [value], str(exc), kind="refused")
             return False
         return True
+
+    def _adopt(self) -> int:
+        """Swap in the heavy changes built since the last tick; count and log the ones refused."""
+        applied = 0
+        for outcome in self.rebuilds.collect():
+            if outcome.problem is None:
+                applied += len(outcome.changes)
+                logger.debug("node '%s': %s built off the render thread in %.3f s (trial frame %s)", outcome.node,
+                             outcome.changes, outcome.build_s,
+                             "none" if outcome.trial_s is None else f"{outcome.trial_s:.3f} s")
+                continue
+            # One line for the batch, naming every address in it; each change counts as rejected.
+            self.count("rejected", len(outcome.changes) - 1)
+            addresses = " ".join(f"/{outcome.node}/{name} {value!r}" for name, value in outcome.changes.items())
+            self.reject(addresses, [], outcome.problem, kind="heavy")
+        return applied
 
     # -- any thread -------------------------------------------------------------------
     def value(self, node: str, param: str) -> Any:
@@ -200,58 +265,3 @@ class ParamControl:
         """How many changes are waiting (due now or later)."""
         with self._lock:
             return len(self._now) + len(self._timed)
-
-
-# -- conversions (pure functions of a declaration and the OSC arguments) ----------------
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _from_value(decl: Param, args: list) -> tuple[Any, bool]:
-    """A value in the param's own units: (checked value, clamped?)."""
-    if decl.type == "floats":
-        # One number sets every band; several set one each.
-        return decl.check(list(args) if len(args) > 1 else args[0], clamp=True)
-    if len(args) != 1:
-        raise ParamError(f"expected one value ({decl.expected()}), found {len(args)}")
-    value = args[0]
-    # Toggles on most controllers send 0/1 numbers rather than OSC T/F.
-    if decl.type == "bool" and _is_number(value) and value in (0, 1):
-        value = bool(value)
-    return decl.check(value, clamp=True)
-
-
-def _from_norm(decl: Param, args: list) -> tuple[Any, bool]:
-    """One number 0..1 mapped onto the param's range: (checked value, clamped?)."""
-    if len(args) != 1 or not _is_number(args[0]) or not math.isfinite(args[0]):
-        found = args[0] if len(args) == 1 else args
-        raise ParamError(f"expected one number 0..1, found {found!r}")
-    x = float(args[0])
-    clamped = not 0.0 <= x <= 1.0
-    x = min(max(x, 0.0), 1.0)
-    if decl.type == "bool":
-        return x >= 0.5, clamped
-    if decl.type == "choice":
-        n = len(decl.choices)
-        return decl.choices[min(int(math.floor(x * n)), n - 1)], clamped
-    if decl.type in ("str", "path"):
-        raise ParamError(f"a {decl.type} param has no 0..1 form; send the text to /<node>/{decl.name}")
-    value, _ = decl.check(decl.normalized(x), clamp=True)
-    return value, clamped
-
-
-def _to_norm(decl: Param, value: Any) -> Any:
-    """The inverse of _from_norm, for queries on /norm addresses."""
-    if decl.type == "bool":
-        return 1.0 if value else 0.0
-    if decl.type == "choice":
-        n = len(decl.choices)
-        # i/(n-1) lands inside choice i's slice of floor(x*n) and spans 0..1.
-        return decl.choices.index(value) / (n - 1) if n > 1 else 0.0
-    if decl.type in ("str", "path") or decl.min is None or decl.max is None:
-        raise ParamError(f"param '{decl.name}' has no range to map onto 0..1")
-    span = (decl.max - decl.min) or 1.0
-    if isinstance(value, (list, tuple)):
-        return [(float(v) - decl.min) / span for v in value]
-    return (float(value) - decl.min) / span

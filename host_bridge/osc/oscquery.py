@@ -5,6 +5,13 @@ of it, `?ATTR` one attribute (`/?HOST_INFO`, `/cppn/seed?VALUE`). Values are
 read live from the ParamControl. The service is announced over mDNS
 (`_oscjson._tcp`) when the optional `zeroconf` package is installed and the
 server is reachable from other machines.
+
+A param with a log scale: the OSCQuery proposal has no attribute for a fader's
+scaling, so RANGE keeps its meaning (MIN and MAX of the values, in the param's
+units) and the scale is said where the proposal leaves room: TAGS (free strings
+"for searching and filtering", here "log") and DESCRIPTION. A client that knows
+the tag can draw a log fader; one that does not sees the same RANGE as before.
+File params are read-only live (ACCESS 1): a change is refused while the show runs.
 """
 
 from __future__ import annotations
@@ -27,12 +34,13 @@ from .control import ParamControl
 logger = logging.getLogger(__name__)
 
 SERVICE_TYPE = "_oscjson._tcp.local."
-ATTRIBUTES = ("FULL_PATH", "CONTENTS", "TYPE", "VALUE", "RANGE", "ACCESS", "DESCRIPTION", "UNIT", "CLIPMODE")
+ATTRIBUTES = ("FULL_PATH", "CONTENTS", "TYPE", "VALUE", "RANGE", "ACCESS", "DESCRIPTION", "UNIT", "CLIPMODE",
+              "TAGS")
 # What HOST_INFO says this server supports (the spec's optional extensions).
 EXTENSIONS = {"ACCESS": True, "VALUE": True, "RANGE": True, "DESCRIPTION": True, "UNIT": True,
-              "CLIPMODE": True, "TAGS": False, "EXTENDED_TYPE": False, "CRITICAL": False,
+              "CLIPMODE": True, "TAGS": True, "EXTENDED_TYPE": False, "CRITICAL": False,
               "OVERLOADS": False, "LISTEN": False, "PATH_CHANGED": False, "HTML": False}
-ACCESS_NONE, ACCESS_READ_WRITE = 0, 3
+ACCESS_NONE, ACCESS_READ, ACCESS_READ_WRITE = 0, 1, 3
 
 
 # -- the tree (plain functions of the control's current state) -------------------------
@@ -45,9 +53,12 @@ def param_entry(control: ParamControl, node: str, decl: Param) -> dict[str, Any]
         "FULL_PATH": f"/{node}/{decl.name}",
         "TYPE": "".join(_tag(decl) for _ in values),
         "VALUE": values,
-        "ACCESS": ACCESS_READ_WRITE,
+        "ACCESS": ACCESS_READ if decl.type == "path" else ACCESS_READ_WRITE,
         "DESCRIPTION": decl.doc,
     }
+    if decl.scale == "log":
+        entry["TAGS"] = ["log"]
+        entry["DESCRIPTION"] += " (log scale: /norm 0..1 spreads the range by ratio)"
     rng = _range(decl)
     if rng is not None:
         entry["RANGE"] = [rng] * len(values)

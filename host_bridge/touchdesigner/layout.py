@@ -12,6 +12,13 @@ Param type -> TouchDesigner parameter:
 Ranges come from the declaration: min/max as the parameter's min/max and as its slider range
 (normMin/normMax), with clampMin/clampMax off so an out-of-range value reaches the node's own
 validation, which clamps it and says so on the operator.
+
+A param declared with a log scale (it spans decades: cppn scale 0.01..100) keeps its own units
+here, so an expression, a bind or a CHOP export means what the graph file and OSC mean by it.
+TouchDesigner's sliders are linear only (normMin/normMax, no curve), and across four decades
+every useful value would crowd the slider's first percent; so its slider spans one decade either
+side of the default instead (within min..max). The parameter's min/max stay the declared ones:
+a typed or driven value reaches the whole range.
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ from cppnviz.graph import Graph, resolve_path
 from cppnviz.params import Param
 
 from .naming import assign_names
+
+# A log-scaled param's slider spans the default divided and multiplied by this (see above).
+LOG_SLIDER_SPAN = 10.0
 
 STYLE = {"float": "Float", "int": "Int", "bool": "Toggle", "choice": "Menu", "str": "Str", "path": "File",
          "floats": "Str"}
@@ -115,9 +125,12 @@ def _help(decl: Param) -> str:
 
 
 def _slider(decl: Param) -> tuple[float | None, float | None]:
-    """The slider's range: the declared range, or a span around the default where a side is open."""
+    """The slider's range: the declared range, or a span around the default where a side is open (log: a decade each side)."""
     if decl.type not in ("float", "int"):
         return None, None
+    if decl.scale == "log":
+        middle = math.sqrt(decl.min * decl.max) if decl.required else float(decl.default)
+        return max(decl.min, middle / LOG_SLIDER_SPAN), min(decl.max, middle * LOG_SLIDER_SPAN)
     default = 0.0 if decl.required else float(decl.default)
     low = decl.min if decl.min is not None else min(0.0, default)
     high = decl.max if decl.max is not None else max(low + 1.0, 2.0 * abs(default))
