@@ -1,4 +1,5 @@
-"""Live runner: (a) audio-to-picture latency of clicks, (b) sustained frame rate of examples/mixed.yaml.
+"""Live runner: (a) audio-to-picture latency of clicks, (b) sustained frame rate of examples/mixed.yaml,
+(c) frame timing during bursts of 10,000 OSC messages sent as fast as a socket can.
 
 Both run on pyo's null backend (no sound card; the audio clock is paced by the
 wall clock, so every figure is real time). Latency is measured on that clock:
@@ -11,7 +12,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 import wave
 from datetime import datetime
@@ -21,7 +25,10 @@ import numpy as np
 
 from cppnviz import audio_clock, live
 from cppnviz.graph import build_graph, load_graph
+from cppnviz.host_bridge.osc.control import ParamControl
+from cppnviz.host_bridge.osc.server import OscServer
 from cppnviz.runner import Scheduler
+from cppnviz.timebase import sample_at
 from machine import cpu_model, load  # bench/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,12 +138,73 @@ def sustained(graph_path: Path, size: int, seconds: float, window: bool) -> dict
             "offline_fps": offline_fps, "graph_fps": float(graph.ctx.fps), "nodes": run.names}
 
 
+# -- (c) OSC bursts -------------------------------------------------------------------------------
+
+BURST_SENDER = r"""
+import socket, struct, sys
+port, n, bursts = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+head = b"/smooth/time_constant\x00\x00\x00,f\x00\x00"
+packets = [head + struct.pack(">f", 0.5 * (i + 1) / n) for i in range(n * bursts)]
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+print("ready", flush=True)
+sys.stdin.readline()
+for p in packets:          # as fast as a socket can, back to back
+    sock.sendto(p, ("127.0.0.1", port))
+"""
+
+
+def burst(graph_path: Path, size: int, seconds: float, bursts: int, n: int = 10_000) -> dict:
+    """A live run of the graph; `bursts` bursts of n messages to one param sent at 4 s (0: none, the reference).
+
+    Judged from the burst's start until a second after the server took the last message (or the
+    same span without one): frames shown of frames due, and how long after its time (on the
+    audio clock) each was ready.
+    """
+    overrides = [("norm", "mode", "running_median"), ("cppn", "width", size), ("cppn", "height", size)]
+    graph = load_graph(graph_path, overrides, live=True)
+    source = live.audio_source(graph)
+    clock = live.AudioClock(source.p.sample_rate, backend="null", play=source.program)
+    control = ParamControl(graph)
+    marks: dict[str, float] = {}
+    with OscServer(control, port=0) as server:
+        sender = subprocess.Popen([sys.executable, "-c", BURST_SENDER, str(server.port), str(n), str(max(bursts, 1))],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        sender.stdout.readline()
+
+        def fire():
+            time.sleep(4.0)   # the first seconds of a run are its start-up (analysis catching up), not the burst
+            marks["start"] = clock.position_now()
+            if bursts:
+                sender.stdin.write("go\n")
+                sender.stdin.flush()
+                sender.wait()
+                while control.stats["received"] + control.stats["overflow"] < n * bursts:
+                    time.sleep(0.001)
+            marks["taken"] = clock.position_now()
+
+        thread = threading.Thread(target=fire, daemon=True)
+        thread.start()
+        stats = live.LiveRun(graph, clock, control=control, seconds=seconds).run()
+        thread.join()
+        sender.kill()
+        sender.wait()
+    sr, fps = stats.sample_rate, graph.ctx.fps
+    start, end = marks["start"], marks["taken"] + sr
+    window = [r for r in stats.records if start <= sample_at(r.index, sr, fps) <= end]
+    due = len([k for k in range(max(r.index for r in stats.records) + 1) if start <= sample_at(k, sr, fps) <= end])
+    late = [(r.done - sample_at(r.index, sr, fps)) / sr for r in window]
+    return {"shown": len(window), "due": due, "max_ms": 1000 * max(late), "p95_ms": 1000 * np.percentile(late, 95),
+            "taken_ms": 1000 * (marks["taken"] - start) / sr, "stats": dict(control.stats),
+            "buffer_kib": server.receive_buffer // 1024}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--graph", default=str(ROOT / "examples" / "mixed.yaml"))
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each run")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--no-window", action="store_true", help="(b) without the preview window (SDL dummy)")
+    parser.add_argument("--only", choices=("latency", "sustained", "burst"), help="run one section")
     args = parser.parse_args()
     pyo = audio_clock.import_pyo()  # for its version in the header
 
@@ -145,6 +213,15 @@ def main():
           f"load average {load()}")
     print(f"# null audio backend: pyo (double precision) manual server, {audio_clock.BUFFER_SIZE}-sample buffers paced by the "
           "wall clock; no Python on the audio path, the render thread keeps rings of audio seconds ahead")
+    if args.only in (None, "latency"):
+        section_latency(args)
+    if args.only in (None, "sustained"):
+        section_sustained(args)
+    if args.only in (None, "burst"):
+        section_burst(args)
+
+
+def section_latency(args) -> None:
     print()
     print("## (a) audio-to-picture latency: click played/captured -> first frame holding it is ready")
     print("| path | fps | n_fft | clicks | missed | mean ms | median ms | p95 ms | max ms | frames | dropped | "
@@ -156,6 +233,9 @@ def main():
             print(f"| {'capture (audio_in)' if capture else 'file playback'} | 60 | 2048 | {r['clicks']} | "
                   f"{r['missed']} | {r['mean']:.1f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['max']:.1f} | "
                   f"{r['frames']} | {r['dropped']} | {r['starved']} | {r['max_late_ms']:.1f} |", flush=True)
+
+
+def section_sustained(args) -> None:
     print()
     print(f"## (b) sustained frame rate: {Path(args.graph).name} live at {args.size}x{args.size} "
           f"(norm.mode running_median), {args.seconds:g} s, preview window {'off' if args.no_window else 'on (SDL dummy)'}")
@@ -166,6 +246,23 @@ def main():
     print(f"| {r['fps']:.1f} | {r['frames']} | {r['dropped']} | {r['starved']} | {r['max_late_ms']:.1f} | "
           f"{r['lat_mean']:.1f} | {r['lat_max']:.1f} | {r['offline_fps']:.1f} | {r['offline_fps'] / r['graph_fps']:.2f} |")
     print(f"# nodes run live: {', '.join(r['nodes'])} | load average after {load()}")
+
+
+def section_burst(args) -> None:
+    print()
+    print(f"## (c) OSC bursts: {Path(args.graph).name} live at {args.size}x{args.size}, 60 fps, 8 s; bursts of "
+          "10,000 /smooth/time_constant messages sent back to back as fast as a socket can, at 4 s; judged "
+          "from the burst until 1 s after the server took the last message")
+    print("| bursts | frames shown / due | latest frame ready after its time ms | p95 ms | all taken in ms | "
+          "received | applied | coalesced | dropped by the kernel | receive buffer KiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for bursts in (0, 1, 3):
+        r = burst(Path(args.graph), args.size, 8.0, bursts)
+        st = r["stats"]
+        print(f"| {bursts or 'none (reference)'} | {r['shown']} / {r['due']} | {r['max_ms']:.1f} | {r['p95_ms']:.1f} | "
+              f"{r['taken_ms']:.0f} | {st['received']} | {st['applied']} | {st['coalesced']} | {st['overflow']} | "
+              f"{r['buffer_kib']} |", flush=True)
+    print(f"# load average after {load()}")
 
 
 if __name__ == "__main__":

@@ -243,8 +243,8 @@ class LiveRun:
             self.clock.open()
             if self.window is not None:
                 self.window.open()   # before the clock starts: opening a window takes longer than a frame
-            self.clock.start()
             with settled_heap():
+                self.clock.start()
                 self._loop()
             for node in nodes:
                 node.finish()

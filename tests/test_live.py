@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import yaml
 from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
 
 from conftest import SR, cppnviz_command, tone
@@ -507,6 +508,63 @@ def test_oscquery_describes_the_running_graph(tmp_path, wav, listener):
     assert process.returncode == 0, stderr
     assert info["OSC_PORT"] == osc_port and info["OSC_TRANSPORT"] == "UDP"
     assert n_fft["VALUE"] == [2048]
+
+
+# -- what a show refuses, counts and says -------------------------------------------------------
+
+OUR_LINES = ("INFO: ", "WARNING: ", "ERROR: ", "error: ", "live: ")
+
+
+def osc(address: str, *args) -> bytes:
+    builder = OscMessageBuilder(address)
+    for arg in args:
+        builder.add_arg(arg)
+    return builder.build().dgram
+
+
+def test_a_show_refuses_file_changes_counts_osc_and_prints_only_its_own_lines(tmp_path, wav, listener):
+    wav(music(30.0), "song.wav")
+    graph = features_graph(tmp_path, "song.wav")
+    port = free_port()
+    process = start_live("live", graph, "--audio-backend", "null", "--no-window", "--osc-port", port,
+                         "--osc-out", f"127.0.0.1:{listener.port}", cwd=tmp_path)
+    bundle = b"#bundle\x00" + b"\x00" * 7 + b"\x01"
+    packets = [
+        osc("/audio/path", "other.wav"),                               # refused: a file, while running
+        bundle + b"\x00\x00\x00\x04" + b"\x00" * 4,                 # an element python-osc cannot identify
+        bundle + b"\x00\x00\x00\x18" + b"/bands/n_fft\x00\x00\x00\x00,c\x00\x00\x00\x00\x00A",  # an odd type tag
+        osc("/bands/window", "none"),                                  # applied
+    ]
+    try:
+        listener.wait_frames(10)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+            for packet in packets:
+                out.sendto(packet, ("127.0.0.1", port))
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=20)
+    finally:
+        process.kill() if process.poll() is None else None
+    assert process.returncode == 0 and stdout == "", (stdout, stderr)
+    assert summary(stderr).endswith("; OSC in: 3 received, 1 applied, 0 coalesced, 2 rejected, 0 dropped, "
+                                    "1 malformed"), stderr
+    assert "/audio/path 'other.wav' rejected" in stderr and "restart with the new file" in stderr
+    # Nothing from pyo or python-osc: every line is one of ours.
+    assert all(line.startswith(OUR_LINES) for line in stderr.splitlines()), stderr
+
+
+def test_a_busy_osc_port_is_one_error_line_and_nothing_from_pyo(tmp_path, wav):
+    wav(music(1.0), "song.wav")
+    graph = features_graph(tmp_path, "song.wav")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        result = run_live("live", graph, "--audio-backend", "null", "--no-window", "--osc-port", port, cwd=tmp_path)
+    # The sound was opened before the port failed: closing it must not make pyo speak (it prints to stdout).
+    assert result.returncode == 2 and result.stdout == "", result.stdout
+    assert result.stderr.splitlines() == [f"error: cannot listen for OSC on 127.0.0.1:{port}: "
+                                          "Address already in use; another program may be using that port, "
+                                          "choose another one"], result.stderr
 
 
 def test_importing_the_live_runner_loads_neither_pyo_nor_pygame_nor_hosts():
