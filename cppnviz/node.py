@@ -45,9 +45,10 @@ class Node:
     # Path params the node writes; every other path param names a file the run reads.
     writes: ClassVar[tuple[str, ...]] = ()
     # Params whose change is slow to apply (a network rebuilt). Live, a change to one is built on a
-    # worker thread in a copy of the node (twin() + configure()) while this node keeps rendering,
+    # worker thread in a copy of the node (twin() + rebuild()) while this node keeps rendering,
     # and swapped in between ticks (adopt()). So configure() must make anew everything process()
-    # writes to: the copy must share no buffer that the node still rendering writes to.
+    # writes to (the copy renders a trial frame while this node renders the show), and the node
+    # must keep no state between ticks that the swap would roll back: render nodes, as a rule.
     heavy: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, name: str, values: dict[str, Any], ctx: Context):

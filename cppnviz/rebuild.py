@@ -125,9 +125,17 @@ class Rebuilds:
     def _start(self, node: str) -> None:
         changes = self._waiting.pop(node)
         target = self.graph.nodes[node]
-        # Copies are made here, between ticks, so they see the node as no frame is changing it.
-        job = _Job(changes, target.twin(changes, clamp=True),
-                   target.twin({}) if node not in self._trial_s else None)
+        try:
+            # Copies are made here, between ticks, so they see the node as no frame is changing it.
+            job = _Job(changes, target.twin(changes, clamp=True),
+                       target.twin({}) if node not in self._trial_s else None)
+        except CppnvizError as exc:   # the control plane checked the values: this is only a safety net
+            job = _Job(changes, target, None)
+            job.outcome = Outcome(node, changes, str(exc))
+            self._building[node] = job
+            with self._cond:
+                self._finished.append(job)
+            return
         job.outcome = Outcome(node, changes)
         self._building[node] = job
         threading.Thread(target=self._build, args=(job,), name=f"rebuild:{node}", daemon=True).start()
@@ -193,9 +201,10 @@ def trial_frame(node: Node, graph: Graph, limit_s: float) -> float | None:
 
 
 def _blank(spec: Spec):
-    """Zeros of what a link carries: a feature vector, a frame, or a second of silence (live-style)."""
+    """Stand-in for what a link carries: features of ones (a node may skip work on zeros), a black frame,
+    or a second of silence (live-style)."""
     if spec.kind == "features":
-        return np.zeros(spec.size or 0, np.float32)
+        return np.ones(spec.size or 0, np.float32)
     if spec.kind == "frame":
         return np.zeros(spec.shape, np.float32)
     rate = spec.sample_rate or 44100
