@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -509,6 +510,16 @@ def test_what_the_kernel_drops_is_counted_and_logged(control, caplog):
     assert 0 < control.stats["overflow"] < n and control.stats["malformed"] == 0
     assert any("receive buffer full" in r.getMessage() and "dropped" in r.getMessage() for r in caplog.records)
     assert f"{control.stats['overflow']} dropped (" in control.summary()
+
+
+def test_without_the_privilege_to_pass_the_cap_the_buffer_is_the_cap(monkeypatch):
+    cap = Path("/proc/sys/net/core/rmem_max")
+    if not cap.exists():
+        pytest.skip("the cap is Linux's net.core.rmem_max")
+    monkeypatch.setattr(udp_buffer, "SO_RCVBUFFORCE", None)   # as an unprivileged process
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        # Linux doubles what it grants (half is its bookkeeping), up to twice the cap.
+        assert udp_buffer.enlarge(sock, 64 << 20) == 2 * min(64 << 20, int(cap.read_text()))
 
 
 def test_only_well_formed_one_number_messages_are_coalesced_by_the_server():

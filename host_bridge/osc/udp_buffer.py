@@ -32,10 +32,13 @@ def enlarge(sock: socket.socket, size: int) -> int:
             return granted(sock)
         except OSError:
             pass  # not permitted: the ordinary request, capped by net.core.rmem_max
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-    except OSError:
-        pass  # some systems refuse sizes over their cap instead of capping: keep the default
+    # Linux caps an ordinary request; macOS and the BSDs refuse one over their cap (ENOBUFS): halve it.
+    while size >= 64 * 1024:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+            break
+        except OSError:
+            size //= 2
     return granted(sock)
 
 
