@@ -1,5 +1,6 @@
 """Live runner: (a) audio-to-picture latency of clicks, (b) sustained frame rate of examples/mixed.yaml,
-(c) frame timing during bursts of 10,000 OSC messages sent as fast as a socket can.
+(c) frame timing during bursts of 10,000 OSC messages sent as fast as a socket can, (d) frame timing
+while a heavy change (`/cppn/hidden 256` with `/cppn/layers 32`) is built and trialled off the render thread.
 
 Both run on pyo's null backend (no sound card; the audio clock is paced by the
 wall clock, so every figure is real time). Latency is measured on that clock:
@@ -198,13 +199,45 @@ def burst(graph_path: Path, size: int, seconds: float, bursts: int, n: int = 10_
             "buffer_kib": server.receive_buffer // 1024}
 
 
+def heavy(graph_path: Path, size: int, seconds: float, changes: dict) -> dict:
+    """A live run of the graph; `changes` to the cppn sent at 4 s. Judged from then until 1 s after they were settled."""
+    overrides = [("norm", "mode", "running_median"), ("cppn", "width", size), ("cppn", "height", size)]
+    graph = load_graph(graph_path, overrides, live=True)
+    source = live.audio_source(graph)
+    clock = live.AudioClock(source.p.sample_rate, backend="null", play=source.program)
+    control = ParamControl(graph)
+    marks: dict[str, float] = {}
+
+    def fire():
+        time.sleep(4.0)
+        marks["start"] = clock.position_now()
+        for name, value in changes.items():
+            control.handle(f"/cppn/{name}", [value])
+        while control.stats["applied"] + control.stats["rejected"] < len(changes):
+            time.sleep(0.001)
+        marks["settled"] = clock.position_now()
+
+    thread = threading.Thread(target=fire, daemon=True)
+    thread.start()
+    stats = live.LiveRun(graph, clock, control=control, seconds=seconds).run()
+    thread.join()
+    sr, fps = stats.sample_rate, graph.ctx.fps
+    start, end = marks["start"], marks["settled"] + sr
+    window = [r for r in stats.records if start <= sample_at(r.index, sr, fps) <= end]
+    due = len([k for k in range(max(r.index for r in stats.records) + 1) if start <= sample_at(k, sr, fps) <= end])
+    late = [(r.done - sample_at(r.index, sr, fps)) / sr for r in window]
+    return {"shown": len(window), "due": due, "max_ms": 1000 * max(late), "settled_s": (marks["settled"] - start) / sr,
+            "applied": control.stats["applied"], "rejected": control.stats["rejected"],
+            "now": {name: getattr(graph.nodes["cppn"].p, name) for name in changes}}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--graph", default=str(ROOT / "examples" / "mixed.yaml"))
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each run")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--no-window", action="store_true", help="(b) without the preview window (SDL dummy)")
-    parser.add_argument("--only", choices=("latency", "sustained", "burst"), help="run one section")
+    parser.add_argument("--only", choices=("latency", "sustained", "burst", "heavy"), help="run one section")
     args = parser.parse_args()
     pyo = audio_clock.import_pyo()  # for its version in the header
 
@@ -219,6 +252,8 @@ def main():
         section_sustained(args)
     if args.only in (None, "burst"):
         section_burst(args)
+    if args.only in (None, "heavy"):
+        section_heavy(args)
 
 
 def section_latency(args) -> None:
@@ -262,6 +297,21 @@ def section_burst(args) -> None:
         print(f"| {bursts or 'none (reference)'} | {r['shown']} / {r['due']} | {r['max_ms']:.1f} | {r['p95_ms']:.1f} | "
               f"{r['taken_ms']:.0f} | {st['received']} | {st['applied']} | {st['coalesced']} | {st['overflow']} | "
               f"{r['buffer_kib']} |", flush=True)
+    print(f"# load average after {load()}")
+
+
+
+def section_heavy(args) -> None:
+    print()
+    print(f"## (d) heavy changes: {Path(args.graph).name} live at {args.size}x{args.size}, 60 fps, 14 s; at 4 s "
+          "two cppn params in one message each; judged from then until 1 s after they were applied or refused")
+    print("| changes | frames shown / due | latest frame ready after its time ms | settled after s | applied | "
+          "rejected | cppn now |")
+    print("|---|---|---|---|---|---|---|")
+    for changes in ({"hidden": 256, "layers": 32}, {"hidden": 24, "layers": 6}):
+        r = heavy(Path(args.graph), args.size, 14.0, changes)
+        print(f"| {changes} | {r['shown']} / {r['due']} | {r['max_ms']:.1f} | {r['settled_s']:.2f} | {r['applied']} | "
+              f"{r['rejected']} | {r['now']} |", flush=True)
     print(f"# load average after {load()}")
 
 
