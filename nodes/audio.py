@@ -184,7 +184,7 @@ class AudioFile(Node):
         now = sample_at(tick.index, sr, self.ctx.fps) - shift
         at = sample_at(tick.index, self.program_rate, self.ctx.fps)         # the sound is never shifted
         stream = self._stream
-        if stream is None or now - self.reach < stream.mono.start or at < stream.program.start:
+        if stream is None or max(now - self.reach, 0) < stream.mono.start or at < stream.program.start:
             self.close_stream()                                             # going back: decode again
             stream = self._stream = self._open_stream()
         stream.fill(now + self.reach, sample_at(tick.index + 1, self.program_rate, self.ctx.fps))

@@ -374,3 +374,22 @@ def test_demo_moves_every_band():
     bands = np.stack([amps[:, a:b].sum(axis=1) for a, b in zip(edges, edges[1:])], axis=1)
     low, high = np.percentile(bands, [10, 90], axis=0)
     assert np.all(high > 3 * low), (low, high)
+
+
+def test_a_run_decodes_the_song_once_front_to_back(tmp_path, monkeypatch):
+    import cppnviz.nodes.audio as audio_module
+    node = make_node(encode(tmp_path / "tone.flac", "flac", 48000, 2, seconds=6.0))
+    node.configure({})
+    node.frame_count()
+    opened = []
+
+    class Counting(audio_module.Decoder):
+        def __init__(self, *args, **kwargs):
+            opened.append(args)
+            super().__init__(*args, **kwargs)
+    monkeypatch.setattr(audio_module, "Decoder", Counting)
+    for k in range(360):                      # the first seconds too, where windows reach before the start
+        node.process(tick(k, Fraction(60)))
+    assert len(opened) == 1
+    node.process(tick(0, Fraction(60)))       # going back starts the decode again
+    assert len(opened) == 2
