@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import wave
@@ -42,6 +43,18 @@ def cppnviz_command() -> list[str]:
     """The installed console script next to this Python, else `python -m cppnviz.launch`."""
     script = shutil.which("cppnviz", path=os.path.dirname(sys.executable))
     return [script] if script else [sys.executable, "-m", "cppnviz.launch"]
+
+
+def ctrl_c_reaches_it() -> None:
+    """preexec_fn: Ctrl-C handled as on a terminal, even when the test run itself was started in the
+    background (a shell's `&` or nohup leaves SIGINT ignored, and exec passes that on)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_cli(*args, cwd=None, env=None, command=None) -> subprocess.Popen:
+    """The real CLI as a running process, its output piped, to be signalled as a user would."""
+    return subprocess.Popen([*(command or cppnviz_command()), *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=cwd, env=env, preexec_fn=ctrl_c_reaches_it)
 
 
 def run_cli(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:

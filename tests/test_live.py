@@ -26,7 +26,7 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
 
-from conftest import SR, cppnviz_command, tone
+from conftest import SR, cppnviz_command, start_cli, tone
 from cppnviz import cli, cli_live, live, runner
 from cppnviz.errors import GraphError
 from cppnviz.graph import load_graph
@@ -64,8 +64,7 @@ def live_env() -> dict:
 
 
 def start_live(*args, cwd=None) -> subprocess.Popen:
-    return subprocess.Popen([*live_command(), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=cwd, env=live_env())
+    return start_cli(*args, cwd=cwd, env=live_env(), command=live_command())
 
 
 def run_live(*args, cwd=None, timeout=120) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import SR, cppnviz_command, run_cli, tone
+from conftest import SR, run_cli, start_cli, tone
 
 FFPROBE = shutil.which("ffprobe")
 needs_ffprobe = pytest.mark.skipif(FFPROBE is None, reason="ffprobe not installed (apt-get install ffmpeg; .ci/run does)")
@@ -187,8 +187,7 @@ def test_tiled_example_renders(tmp_path):
 def test_a_signal_during_start_up_exits_130_in_one_line(tmp_path, wav, sig, delay):
     # Within the first fraction of a second the process is still importing numpy, PyAV and the nodes.
     graph = graph_file(tmp_path, wav(tone(440, 60.0)), size=64)  # far longer than the test waits
-    proc = subprocess.Popen([*cppnviz_command(), "render", str(graph), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_cli("render", graph, "--quiet")
     time.sleep(delay)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
@@ -203,8 +202,7 @@ def test_an_interrupted_render_leaves_the_previous_file_and_no_partial(tmp_path,
     out = tmp_path / "out.mp4"
     out.write_bytes(b"previous render")
     graph = graph_file(tmp_path, audio, size=512, extra={"cppn": {"layers": 8, "hidden": 32}})
-    proc = subprocess.Popen([*cppnviz_command(), "render", str(graph), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_cli("render", graph, "--quiet")
     deadline = time.time() + 60
     while time.time() < deadline and not any(p.name.endswith(".partial") or "partial" in p.name
                                              for p in tmp_path.iterdir()):
