@@ -78,9 +78,16 @@ class ParamControl:
         """Validate one message and queue the change; return the reply arguments for a query, else None.
 
         `timetag` is the time.time() at which the change is due (from a bundle);
-        None, or a time already past, means at the next tick. Never raises.
+        None, or a time already past, means at the next tick. Never raises. The message is counted as
+        received once it is fully handled (queued, or rejected and logged), so whoever sees the count
+        may apply what it counted.
         """
-        self.count("received")
+        try:
+            return self._handle(address, args, timetag)
+        finally:
+            self.count("received")
+
+    def _handle(self, address: str, args: list, timetag: float | None) -> list | None:
         target = self._targets.get(address)
         if target is None:
             self.reject(address, args, "no such param; addresses are /<node>/<param> or /<node>/<param>/norm",
@@ -109,10 +116,10 @@ class ParamControl:
         The log is rate-limited per `kind` (address, value, file, refused, heavy), so a flood of
         one kind never hides the first of another.
         """
-        self.count("rejected")
         shown = args[0] if isinstance(args, list) and len(args) == 1 else args
         what = f"{address} {shown!r}" if shown != [] else address
         self._log.warning(f"rejected:{kind}", "OSC %s rejected: %s", what, reason)
+        self.count("rejected")  # last: whoever sees the count (a test, a monitor) also finds the log line
 
     def superseded(self, n: int) -> None:
         """Count `n` messages the server took in but never read: a newer one to the same address came in the same read."""
