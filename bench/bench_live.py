@@ -173,7 +173,7 @@ def burst(graph_path: Path, size: int, seconds: float, bursts: int, n: int = 10_
         sender.stdout.readline()
 
         def fire():
-            time.sleep(4.0)   # the first seconds of a run are its start-up (analysis catching up), not the burst
+            time.sleep(4.0)   # past the start-up (window, threads, first frames), so what is judged is the burst
             marks["start"] = clock.position_now()
             if bursts:
                 sender.stdin.write("go\n")
