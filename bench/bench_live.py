@@ -154,6 +154,24 @@ for p in packets:          # as fast as a socket can, back to back
 """
 
 
+def controlled_run(graph_path: Path, size: int):
+    """(graph, null clock, OSC control) for a live run of the graph at size x size with a running median."""
+    overrides = [("norm", "mode", "running_median"), ("cppn", "width", size), ("cppn", "height", size)]
+    graph = load_graph(graph_path, overrides, live=True)
+    source = live.audio_source(graph)
+    clock = live.AudioClock(source.p.sample_rate, backend="null", play=source.program)
+    return graph, clock, ParamControl(graph)
+
+
+def frames_between(stats, graph, start: float, end: float) -> dict:
+    """Frames shown of frames due whose time (on the audio clock) lies in start..end, and how late they were ready."""
+    sr, fps = stats.sample_rate, graph.ctx.fps
+    window = [r for r in stats.records if start <= sample_at(r.index, sr, fps) <= end]
+    due = len([k for k in range(max(r.index for r in stats.records) + 1) if start <= sample_at(k, sr, fps) <= end])
+    late = [(r.done - sample_at(r.index, sr, fps)) / sr for r in window]
+    return {"shown": len(window), "due": due, "max_ms": 1000 * max(late), "p95_ms": 1000 * np.percentile(late, 95)}
+
+
 def burst(graph_path: Path, size: int, seconds: float, bursts: int, n: int = 10_000) -> dict:
     """A live run of the graph; `bursts` bursts of n messages to one param sent at 4 s (0: none, the reference).
 
@@ -161,11 +179,7 @@ def burst(graph_path: Path, size: int, seconds: float, bursts: int, n: int = 10_
     same span without one): frames shown of frames due, and how long after its time (on the
     audio clock) each was ready.
     """
-    overrides = [("norm", "mode", "running_median"), ("cppn", "width", size), ("cppn", "height", size)]
-    graph = load_graph(graph_path, overrides, live=True)
-    source = live.audio_source(graph)
-    clock = live.AudioClock(source.p.sample_rate, backend="null", play=source.program)
-    control = ParamControl(graph)
+    graph, clock, control = controlled_run(graph_path, size)
     marks: dict[str, float] = {}
     with OscServer(control, port=0) as server:
         sender = subprocess.Popen([sys.executable, "-c", BURST_SENDER, str(server.port), str(n), str(max(bursts, 1))],
@@ -189,23 +203,15 @@ def burst(graph_path: Path, size: int, seconds: float, bursts: int, n: int = 10_
         thread.join()
         sender.kill()
         sender.wait()
-    sr, fps = stats.sample_rate, graph.ctx.fps
-    start, end = marks["start"], marks["taken"] + sr
-    window = [r for r in stats.records if start <= sample_at(r.index, sr, fps) <= end]
-    due = len([k for k in range(max(r.index for r in stats.records) + 1) if start <= sample_at(k, sr, fps) <= end])
-    late = [(r.done - sample_at(r.index, sr, fps)) / sr for r in window]
-    return {"shown": len(window), "due": due, "max_ms": 1000 * max(late), "p95_ms": 1000 * np.percentile(late, 95),
-            "taken_ms": 1000 * (marks["taken"] - start) / sr, "stats": dict(control.stats),
+    sr = stats.sample_rate
+    return {**frames_between(stats, graph, marks["start"], marks["taken"] + sr),
+            "taken_ms": 1000 * (marks["taken"] - marks["start"]) / sr, "stats": dict(control.stats),
             "buffer_kib": server.receive_buffer // 1024}
 
 
 def heavy(graph_path: Path, size: int, seconds: float, changes: dict) -> dict:
     """A live run of the graph; `changes` to the cppn sent at 4 s. Judged from then until 1 s after they were settled."""
-    overrides = [("norm", "mode", "running_median"), ("cppn", "width", size), ("cppn", "height", size)]
-    graph = load_graph(graph_path, overrides, live=True)
-    source = live.audio_source(graph)
-    clock = live.AudioClock(source.p.sample_rate, backend="null", play=source.program)
-    control = ParamControl(graph)
+    graph, clock, control = controlled_run(graph_path, size)
     marks: dict[str, float] = {}
 
     def fire():
@@ -221,12 +227,9 @@ def heavy(graph_path: Path, size: int, seconds: float, changes: dict) -> dict:
     thread.start()
     stats = live.LiveRun(graph, clock, control=control, seconds=seconds).run()
     thread.join()
-    sr, fps = stats.sample_rate, graph.ctx.fps
-    start, end = marks["start"], marks["settled"] + sr
-    window = [r for r in stats.records if start <= sample_at(r.index, sr, fps) <= end]
-    due = len([k for k in range(max(r.index for r in stats.records) + 1) if start <= sample_at(k, sr, fps) <= end])
-    late = [(r.done - sample_at(r.index, sr, fps)) / sr for r in window]
-    return {"shown": len(window), "due": due, "max_ms": 1000 * max(late), "settled_s": (marks["settled"] - start) / sr,
+    sr = stats.sample_rate
+    return {**frames_between(stats, graph, marks["start"], marks["settled"] + sr),
+            "settled_s": (marks["settled"] - marks["start"]) / sr,
             "applied": control.stats["applied"], "rejected": control.stats["rejected"],
             "now": {name: getattr(graph.nodes["cppn"].p, name) for name in changes}}
 

@@ -14,8 +14,6 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
-
 from . import __version__, manifest, runner
 from .launch import EXIT_INTERRUPTED, interrupt
 from .argtypes import positive_seconds
@@ -127,12 +125,8 @@ def cmd_features(args) -> int:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["frame", "time", *columns])
-
-    def row(k, scheduler):
-        values = [v for port in ports for v in np.asarray(scheduler.outputs[(name, port)]).ravel()]
-        writer.writerow([k, f"{float(Fraction(k) / graph.ctx.fps):.6f}", *(f"{float(v):.6g}" for v in values)])
-
-    runner.run(graph, n, names=graph.upstream(name), on_tick=row)
+    for k, t, values in runner.collect(graph, name, ports, n):
+        writer.writerow([k, f"{t:.6f}", *(f"{float(v):.6g}" for v in values)])
     if args.csv is None:
         sys.stdout.write(buffer.getvalue())
     else:

@@ -136,10 +136,12 @@ def run(graph: Graph, n_frames: int, *, names: list[str] | None = None,
     return scheduler
 
 
-def collect(graph: Graph, name: str, port: str, n_frames: int) -> Iterator[tuple[int, float, np.ndarray]]:
-    """Yield (frame, time, value) of one node's output over the run (for `cppnviz features`)."""
-    names = graph.upstream(name)
+def collect(graph: Graph, name: str, ports: list[str], n_frames: int) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Yield (frame, time, the values of `ports` end to end) of one node over the run (`cppnviz features`)."""
     rows: list = []
-    run(graph, n_frames, names=names,
-        on_tick=lambda k, s: rows.append((k, float(Fraction(k) / graph.ctx.fps), np.asarray(s.outputs[(name, port)]))))
+
+    def keep(k: int, scheduler: Scheduler) -> None:
+        values = np.concatenate([np.asarray(scheduler.outputs[(name, port)]).ravel() for port in ports])
+        rows.append((k, float(Fraction(k) / graph.ctx.fps), values))
+    run(graph, n_frames, names=graph.upstream(name), on_tick=keep)
     yield from rows

@@ -84,7 +84,7 @@ class AudioFile(Node):
 
     type_name = "audio_file"
     stage = "analysis"
-    outputs = (Output("audio", "audio", "the whole track; `now` is the sample at this frame's time"),)
+    outputs = (Output("audio", "audio", "the song around this frame's time (streamed); `now` is the sample at it"),)
     params = (
         Param("path", "path", REQUIRED, "the audio file to play and analyse"),
         Param("sample_rate", "int", 44100, "the analysis runs at this rate (the video keeps the song's own rate, "
@@ -94,8 +94,8 @@ class AudioFile(Node):
 
     def __init__(self, name, values, ctx):
         super().__init__(name, values, ctx)
-        self._scans: dict[tuple, Scan] = {}
-        self.scanned: Scan | None = None
+        # The last scan: ((path, analysis rate), analysis samples it was limited to or None, what it found).
+        self._scan_cache: tuple[tuple[str, int], int | None, Scan] | None = None
         self._stream: _Stream | None = None
         self._whole: tuple[str, tuple[np.ndarray, int]] | None = None
 
@@ -115,26 +115,28 @@ class AudioFile(Node):
     def frame_count(self, limit: int | None = None) -> int:
         """Frames of the song, or `limit` if it is shorter: only that much of the file is read."""
         samples = None if limit is None else sample_at(limit, self.p.sample_rate, self.ctx.fps)
-        found = self._scan(samples)
-        count = frame_count(found.analysis_samples, self.p.sample_rate, self.ctx.fps)
+        count = frame_count(self._scan(samples).analysis_samples, self.p.sample_rate, self.ctx.fps)
         return count if limit is None else min(count, limit)
+
+    @property
+    def scanned(self) -> Scan | None:
+        """What the last scan of this song found, or None."""
+        cache = self._scan_cache
+        return cache[2] if cache is not None and cache[0] == (self.p.path, self.p.sample_rate) else None
 
     def _scan(self, samples: int | None = None) -> Scan:
         """The song's scan up to `samples` analysis samples (all: None); a longer or whole scan serves too."""
-        key = (self.p.path, self.p.sample_rate)
-        for (path, rate, limit), found in self._scans.items():
-            if (path, rate) == key and (found.complete or (samples is not None and limit >= samples)):
-                self.scanned = found
-                return found
-        found = self.scanned = scan(self.p.path, self.p.sample_rate, samples)
-        self._scans[(*key, samples if samples is not None else math.inf)] = found
+        found = self.scanned
+        if found is not None and (found.complete or (samples is not None and self._scan_cache[1] >= samples)):
+            return found
+        found = scan(self.p.path, self.p.sample_rate, samples)
+        self._scan_cache = ((self.p.path, self.p.sample_rate), samples, found)
         return found
 
     def gains(self) -> tuple[float, float]:
         """(program gain, analysis gain), from the run's scan: the limit that keeps a hot downmix from
         clipping, and on the analysis signal also the seed's peak normalisation."""
-        found = self.scanned if self.scanned is not None and self.scanned in self._scans.values() \
-            else self._scan()
+        found = self.scanned or self._scan()
         program = limit_gain(found.program_peak)
         if self.p.normalize and found.mono_peak > 0:   # silence stays silent rather than NaN
             return program, program / found.mono_peak

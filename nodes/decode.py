@@ -104,7 +104,7 @@ class Decoder:
                     self.channels = 1 if layout == "mono" else 2
                     self.program_rate = self.program_rate or program_rate(frame.sample_rate)
                     program = av.AudioResampler(format="fltp", layout=layout, rate=self.program_rate, options=BS775)
-                    if self.analysis_rate:
+                    if self.analysis_rate and self.analysis_rate != self.program_rate:
                         analysis = av.AudioResampler(format="fltp", layout=layout, rate=self.analysis_rate,
                                                      options=BS775)
                 yield from self._resampled(program, analysis, frame)
@@ -112,19 +112,17 @@ class Decoder:
                 # Resamplers hold back their last few samples until flushed.
                 yield from self._resampled(program, analysis, None)
         except av.error.InvalidDataError:
-            raise audio_error(self.path, "cannot decode: invalid data (not an audio format FFmpeg knows, or a damaged "
-                                    "file)") from None
+            raise audio_error(self.path, "cannot decode: invalid data (not an audio format FFmpeg knows, "
+                                         "or a damaged file)") from None
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise self._failure(exc) from None
 
     def _resampled(self, program, analysis, frame):
         out = _planar(program.resample(frame))
-        if analysis is None:
-            yield out, None
-        elif self.analysis_rate == self.program_rate:
-            yield out, out
-        else:
+        if analysis is not None:
             yield out, _planar(analysis.resample(frame))
+        else:  # the analysis at the program's rate shares its samples; or none was asked for
+            yield out, out if self.analysis_rate else None
 
     def _failure(self, exc: Exception) -> AudioError:
         # FFmpeg's errors carry the path and an errno; the user needs only the reason.

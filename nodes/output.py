@@ -292,7 +292,7 @@ class Encoder(Node):
             self._container = CONTAINERS[path.suffix.lower()]
             return
         kind = existing_kind(path)
-        if kind not in (None, "a folder") or (kind is None and path.exists()):
+        if path.exists() and kind != "a folder":
             raise OutputError(f"cannot write PNG frames to '{path}': it is {kind or 'a file'}; give a folder")
         check_folder(path)
         if kind == "a folder" and any(not PNG_NAME.fullmatch(entry.name) for entry in path.iterdir()):

@@ -119,7 +119,7 @@ def test_graph_labels_name_the_band_edges(tmp_path, wav):
     }}, base_dir=tmp_path)
     spec = graph.specs[("bands", "bands")]
     assert spec.size == 24 and len(spec.labels) == 24
-    rows = list(collect(graph, "bands", "bands", total_frames(graph)))
+    rows = list(collect(graph, "bands", ["bands"], total_frames(graph)))
     assert len(rows) == 60 and rows[30][2].shape == (24,)
 
 
