@@ -39,6 +39,9 @@ class Node:
     type_name: ClassVar[str] = ""
     # Which part of the run the node's time counts towards: analysis, render or encode.
     stage: ClassVar[str] = "render"
+    # A render node whose frame depends on earlier ticks (not a pure function of this tick's inputs)
+    # says so: paths that render frame ranges apart (Ray segments) refuse it by name.
+    keeps_state: ClassVar[bool] = False
     inputs: ClassVar[tuple[Input, ...]] = ()
     outputs: ClassVar[tuple[Output, ...]] = ()
     params: ClassVar[tuple[Param, ...]] = ()
