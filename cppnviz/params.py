@@ -38,6 +38,8 @@ class Param:
     unit: str = ""
     choices: tuple[str, ...] = field(default=())
     scale: str = "linear"
+    # A change would reshape an output (frame size, band count): such a param cannot be driven.
+    shapes: bool = False
 
     def __post_init__(self):
         if self.type not in TYPES:
@@ -173,6 +175,8 @@ class Param:
             out["choices"] = list(self.choices)
         if self.scale != "linear":
             out["scale"] = self.scale
+        if self.shapes:
+            out["shapes"] = True
         return out
 
 

@@ -88,7 +88,7 @@ class AudioFile(Node):
     params = (
         Param("path", "path", REQUIRED, "the audio file to play and analyse"),
         Param("sample_rate", "int", 44100, "the analysis runs at this rate (the video keeps the song's own rate, "
-              "at most 48 kHz)", min=8000, max=192000, unit="Hz"),
+              "at most 48 kHz)", min=8000, max=192000, unit="Hz", shapes=True),
         Param("normalize", "bool", True, "peak-normalise the analysis signal (the video's sound is never changed)"),
     )
 

@@ -35,10 +35,10 @@ class Tiler(Node):
     outputs = (Output("frame", "frame", "the composed picture: input frames first, then one tile per band"),)
     params = (
         Param("tile_size", "int", 64, "side of each band's square tile; with frames linked every cell takes the "
-              "frames' shape and a band tile is the largest centred square", min=16, max=2048, unit="px"),
+              "frames' shape and a band tile is the largest centred square", min=16, max=2048, unit="px", shapes=True),
         Param("layout", "choice", "row", "row: every cell side by side (the seed); grid: rows of `columns` cells",
-              choices=("row", "grid")),
-        Param("columns", "int", 0, "cells per grid row; 0 = ceil(sqrt(cells)); ignored by layout row", min=0, max=64),
+              choices=("row", "grid"), shapes=True),
+        Param("columns", "int", 0, "cells per grid row; 0 = ceil(sqrt(cells)); ignored by layout row", min=0, max=64, shapes=True),
         Param("layers", "int", 4, "weight matrices per band network (the seed's tiled.py: 4)", min=2, max=32),
         Param("hidden", "int", 16, "units per hidden layer of each band network", min=1, max=256),
         Param("seed", "int", 1337, "weights seed: band b's network uses seed + b", min=0, max=2**31 - 1),
@@ -123,8 +123,8 @@ class SpectrumMeter(Node):
     inputs = (Input("features", "features", "the values to draw, one bar each"),)
     outputs = (Output("frame", "frame", "the bars, float32 (height, width, 3) in [0, 1]"),)
     params = (
-        Param("width", "int", 256, "frame width", min=16, max=7680, unit="px"),
-        Param("height", "int", 256, "frame height", min=16, max=4320, unit="px"),
+        Param("width", "int", 256, "frame width", min=16, max=7680, unit="px", shapes=True),
+        Param("height", "int", 256, "frame height", min=16, max=4320, unit="px", shapes=True),
         Param("max_value", "float", 2.0, "value drawn at full height; larger values are clipped", min=1e-6, max=1e6,
               scale="log"),
         Param("color", "floats", [0.2, 0.9, 1.0], "bar colour: red, green, blue (or one gray value)", min=0, max=1),

@@ -298,8 +298,8 @@ class Network:
 # -- the node -------------------------------------------------------------------------
 
 PARAMS = (
-    Param("width", "int", 256, "frame width", min=16, max=7680, unit="px"),
-    Param("height", "int", 256, "frame height", min=16, max=4320, unit="px"),
+    Param("width", "int", 256, "frame width", min=16, max=7680, unit="px", shapes=True),
+    Param("height", "int", 256, "frame height", min=16, max=4320, unit="px", shapes=True),
     Param("layers", "int", 8, "number of weight matrices (L in the seed post)", min=2, max=32),
     Param("hidden", "int", 16, "units in each hidden layer (H in the seed post)", min=1, max=256),
     Param("seed", "int", 1337, "weights seed: the same seed gives the same pictures", min=0, max=2**31 - 1),

@@ -35,7 +35,7 @@ class Onsets(Node):
     )
     params = FLUX_PARAMS + (
         Param("bands", "choice", "full", "full: one strength over every band; low_mid_high: three, split at "
-              "`splits` (kick, snare, hats)", choices=("full", "low_mid_high")),
+              "`splits` (kick, snare, hats)", choices=("full", "low_mid_high"), shapes=True),
         Param("splits", "floats", [200.0, 5000.0], "the two frequencies between low, mid and high", min=1,
               max=96000, unit="Hz"),
         Param("threshold", "float", 2.0, "a peak must exceed the mean strength around it by this much",

@@ -69,10 +69,10 @@ class STFTBands(Node):
               choices=("magnitude", "power")),
         Param("bands", "choice", "post", "band table: post (the post's 7 bands, 20 Hz-20 kHz), octave8 "
               "(the seed code's 8 bands), mel (n_mels triangular mel filters) or custom (edges)",
-              choices=("post", "octave8", "mel", "custom")),
+              choices=("post", "octave8", "mel", "custom"), shapes=True),
         Param("edges", "floats", list(POST_EDGES_HZ), "band edges in Hz for bands: custom (n+1 edges give n bands)",
-              min=0, max=96000, unit="Hz"),
-        Param("n_mels", "int", 16, "number of mel filters for bands: mel (NeuroMV: the size of z)", min=1, max=256),
+              min=0, max=96000, unit="Hz", shapes=True),
+        Param("n_mels", "int", 16, "number of mel filters for bands: mel (NeuroMV: the size of z)", min=1, max=256, shapes=True),
         Param("align", "choice", "center", "where the window sits: center (on the frame time), start (begins at it, "
               "as the seed code: ~23 ms ahead) or end (ends at it, as live input)",
               choices=("center", "start", "end")),

@@ -20,7 +20,7 @@ class AudioIn(Node):
     outputs = (Output("audio", "audio", "the newest samples; `now` is the newest sample received"),)
     params = (
         Param("sample_rate", "int", 44100, "rate the graph analyses at; pushed audio at other rates is resampled",
-              min=8000, max=192000, unit="Hz"),
+              min=8000, max=192000, unit="Hz", shapes=True),
         Param("history", "float", 2.0, "seconds of audio kept for analysis windows (at least one window)",
               min=0.1, max=60, unit="s"),
     )
