@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from . import registry
+from .drive import Drive, check_drives, check_source_size
 from .errors import CppnvizError, GraphError, ParamError, Problem, describe_found
 from .node import Context, Node
 from .outputs import names_a_folder
@@ -38,7 +39,7 @@ from .timebase import as_fraction
 NODE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 TOP_KEYS = ("fps", "offset_ms", "osc", "nodes")
 OSC_KEYS = ("send", "to")
-NODE_KEYS = ("type", "params", "inputs")
+NODE_KEYS = ("type", "params", "inputs", "drive")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,12 @@ class Graph:
     path: Path | None = None
     osc_send: list[Link] = field(default_factory=list)          # outputs sent over OSC every frame (live)
     osc_to: list[tuple[str, int]] = field(default_factory=list)  # where to send them
+    drives: list[Drive] = field(default_factory=list)            # params that follow a features value
+
+    def sources(self, name: str) -> list[Link]:
+        """What `name` depends on: its input links, then the outputs its drives follow."""
+        return _flat(self.links[name].values()) + [Link(d.spec.source, d.spec.port) for d in self.drives
+                                                   if d.spec.node == name]
 
     def of_type(self, type_name: str) -> list[Node]:
         return [n for n in self.nodes.values() if n.type_name == type_name]
@@ -72,7 +79,7 @@ class Graph:
         needed = {name}
         stack = [name]
         while stack:
-            for link in _flat(self.links[stack.pop()].values()):
+            for link in self.sources(stack.pop()):
                 if link.node not in needed:
                     needed.add(link.node)
                     stack.append(link.node)
@@ -187,9 +194,16 @@ def build_graph(data: Any, *, base_dir: Path, overrides=(), live: bool = False, 
     links = {name: _check_inputs(name, types[name], raw_nodes[name].get("inputs") or {}, types, broken, problems)
              for name in types}
     osc_send, osc_to = _check_osc(data.get("osc"), types, broken, problems)
-    order = _topological_order(types, links, problems)
+    # Drive problems do not stop the nodes being configured: a bad index is then reported with them.
+    drive_problems: list[Problem] = []
+    drives = {name: check_drives(name, types[name], raw_nodes[name].get("drive") or {}, types, broken,
+                                 drive_problems) for name in types}
+    # Drives are edges: a driven node runs after the node it follows (a loop back is a cycle).
+    deps = {name: {**links[name], **{f"drive {d.param}": Link(d.source, d.port) for d in drives[name]}}
+            for name in types}
+    order = _topological_order(types, deps, problems)
     if problems:
-        raise GraphError(problems)
+        raise GraphError(problems + drive_problems)
 
     graph = Graph(ctx=ctx, nodes={}, links=links, specs={}, path=path, osc_send=osc_send, osc_to=osc_to)
     failed: set[str] = set()
@@ -216,8 +230,18 @@ def build_graph(data: Any, *, base_dir: Path, overrides=(), live: bool = False, 
         node.output_specs = out_specs
         for out in types[name].outputs:
             graph.specs[(name, out.name)] = out_specs[out.name]
-    if problems:
-        raise GraphError(problems)
+    for name in order:
+        for spec in drives[name]:
+            if spec.source in failed or name in failed:
+                continue
+            problem = check_source_size(spec, graph.specs[(spec.source, spec.port)].size)
+            if problem is not None:
+                drive_problems.append(problem)
+                continue
+            graph.drives.append(Drive(spec, types[name].param(spec.param), values[name][spec.param], ctx.fps,
+                                      trailing=live))
+    if problems or drive_problems:
+        raise GraphError(problems + drive_problems)
     return graph
 
 

@@ -38,6 +38,14 @@ class Scheduler:
         self.names = names if names is not None else list(graph.nodes)
         self.outputs: dict[tuple[str, str], Any] = {}
         self.seconds: dict[str, float] = defaultdict(float)
+        # Drives of the nodes run here, by the node they set and by the node they follow.
+        running = set(self.names)
+        self.drives_into: dict[str, list] = defaultdict(list)
+        self.drives_from: dict[str, list] = defaultdict(list)
+        for drive in graph.drives:
+            if drive.spec.node in running:
+                self.drives_into[drive.spec.node].append(drive)
+                self.drives_from[drive.spec.source].append(drive)
 
     def inputs(self, name: str) -> dict[str, Any]:
         """What arrives at `name`'s input ports from this tick's outputs."""
@@ -52,15 +60,23 @@ class Scheduler:
         for name in self.names if names is None else names:
             node = self.graph.nodes[name]
             started = time.perf_counter()
+            for drive in self.drives_into.get(name, ()):
+                # The drive's value for this tick, through the param's own check (clamped, as a controller).
+                if drive.value is not None and drive.ready and drive.value != getattr(node.p, drive.spec.param):
+                    node.set_param(drive.spec.param, drive.value, clamp=True)
             try:
                 out = node.process(t, **self.inputs(name))
             except (CppnvizError, KeyboardInterrupt):
                 raise
             except Exception as exc:
                 raise NodeRunError(name, exc) from exc
-            self.seconds[node.stage] += time.perf_counter() - started
             for port, value in (out or {}).items():
                 self.outputs[(name, port)] = value
+            for drive in self.drives_from.get(name, ()):
+                if drive.ready:
+                    value = self.outputs[(name, drive.spec.port)]
+                    drive.update(k, float(np.asarray(value).reshape(-1)[drive.spec.index or 0]))
+            self.seconds[node.stage] += time.perf_counter() - started
 
     def inputs_over(self, name: str, n_frames: int) -> dict[str, np.ndarray]:
         """Run the upstream of `name` over every tick and stack what arrives at its inputs.
@@ -99,7 +115,35 @@ def prepass(graph: Graph, n_frames: int, names: list[str]) -> float:
             node.fit(scheduler.inputs_over(name, n_frames))
         for n in upstream:
             graph.nodes[n].reset()
+    _prepare_drives(graph, n_frames, names)
     return time.perf_counter() - started
+
+
+def _prepare_drives(graph: Graph, n_frames: int, names: list[str]) -> None:
+    """Offline drives with a centred blur or the run's range see their source over the whole run first."""
+    waiting = [d for d in graph.drives if d.spec.node in names and d.needs_prepass]
+    for source in [n for n in graph.nodes if any(d.spec.source == n for d in waiting)]:
+        these = [d for d in waiting if d.spec.source == source]
+        upstream = graph.upstream(source)
+        for n in upstream:
+            graph.nodes[n].reset()
+        scheduler = Scheduler(graph, upstream)
+        xs = np.empty((len(these), n_frames))
+        for k in range(n_frames):
+            scheduler.step(k)
+            for i, d in enumerate(these):
+                xs[i, k] = np.asarray(scheduler.outputs[(source, d.spec.port)]).reshape(-1)[d.spec.index or 0]
+        for d, series in zip(these, xs):
+            d.prepare(series)
+        for n in upstream:
+            graph.nodes[n].reset()
+    reset_drives(graph)
+
+
+def reset_drives(graph: Graph) -> None:
+    """Forget every drive's past (blur window, running range, rate history) before a run."""
+    for drive in graph.drives:
+        drive.reset()
 
 
 def run(graph: Graph, n_frames: int, *, names: list[str] | None = None,
@@ -112,6 +156,7 @@ def run(graph: Graph, n_frames: int, *, names: list[str] | None = None,
     scheduler.seconds["analysis"] += analysis
     for node in nodes:
         node.reset()
+    reset_drives(graph)
     started: list = []
     try:
         for node in nodes:
