@@ -75,9 +75,6 @@ def cmd_render(args) -> int:
         raise GraphError([Problem(str(args.graph), "nothing to render into: the graph has no encoder node")])
     check_not_an_input(graph.files(written=True), graph.files(written=False))
     n = runner.total_frames(graph, args.seconds)
-    if getattr(args, "ray", None):
-        from .cli_batch import render_on_ray  # Ray is imported only with --ray
-        return render_on_ray(args, graph, n)
     from tqdm import tqdm  # only the render command draws a progress bar
 
     bar = tqdm(total=n, unit="frame", disable=None if not args.quiet else True, file=sys.stderr,
@@ -215,7 +212,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", metavar="FILE", help="audio file for the graph's audio_file node")
     p.add_argument("--out", metavar="FILE", help="output path for the graph's encoder node")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    from .cli_batch import add_batch_command, add_ray_options; add_ray_options(p)  # --ray, --segment-seconds
     p = graph_command("features", cmd_features, "write one CSV row of features per frame")
     p.add_argument("--audio", metavar="FILE", help="audio file for the graph's audio_file node")
     p.add_argument("--node", metavar="NODE", help="node whose features outputs to write, all of them (default: the node feeding the CPPN)")
@@ -225,7 +221,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_live_commands(sub)
     from .cli_beats import add_beats_command
     add_beats_command(sub)
-    add_batch_command(sub)
     from .cli_grid import add_grid_commands; add_grid_commands(sub)  # bake, grid-from
     p = sub.add_parser("nodes", help="list node types, ports and params")
     p.add_argument("--json", action="store_true", help="machine-readable output")
