@@ -1,0 +1,173 @@
+"""`render --ray` and `cppnviz batch`: one video per song, on Ray or in this process (cli.py adds them)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+from types import SimpleNamespace
+
+from . import runner
+from .argtypes import positive_seconds
+from .errors import CppnvizError, GraphError, NodeRunError, OutputError, Problem
+
+SEGMENT_SECONDS = 10.0
+
+
+def add_ray_options(p: argparse.ArgumentParser) -> None:
+    """--ray and --segment-seconds, shared by render and batch."""
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="render on Ray: auto (a running cluster), HOST:PORT, ray://HOST:PORT, or local "
+                        "(start one here); needs pip install 'cppnviz[cluster]'")
+    p.add_argument("--segment-seconds", type=positive_seconds, default=SEGMENT_SECONDS, metavar="S",
+                   help=f"with --ray: seconds of video per Ray task (default {SEGMENT_SECONDS:g})")
+
+
+def add_batch_command(subparsers) -> None:
+    """Add `batch` to the CLI's subcommands."""
+    text = "render one video per song into a folder (skipping songs whose video is up to date)"
+    p = subparsers.add_parser("batch", help=text, description=text + ". A song that fails is reported and the "
+                              "others complete; the exit status is then 2.")
+    p.add_argument("graph", help="graph file (YAML) with one audio_file and one encoder node")
+    p.add_argument("songs", nargs="+", metavar="SONG", help="audio files")
+    p.add_argument("--out-dir", required=True, metavar="DIR", help="folder for the videos, named after the songs")
+    p.add_argument("--set", action="append", metavar="NODE.PARAM=VALUE",
+                   help="override a param (validated like the file); repeatable")
+    p.add_argument("--seconds", type=positive_seconds, metavar="S", help="only the first S seconds of each song")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_ray_options(p)
+    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_batch)
+
+
+def connect(args):
+    """Ray, connected to the cluster --ray names (imported only now)."""
+    from .ray_render import connect as ray_connect
+    return ray_connect(args.ray)
+
+
+def render_graph(graph, n: int, args, ray=None) -> str:
+    """Render one loaded graph, on Ray when `ray` is given; return how the time was spent."""
+    from tqdm import tqdm
+
+    if ray is not None:
+        from . import ray_render
+        result = ray_render.render(graph, n, ray, segment_seconds=args.segment_seconds, quiet=args.quiet)
+        return (f"analysis {result.seconds['analysis']:.2f} s, render on Ray {result.seconds['render']:.2f} s "
+                f"in {result.segments} segments, join {result.seconds['join']:.2f} s")
+    bar = tqdm(total=n, unit="frame", disable=True if args.quiet else None, file=sys.stderr, dynamic_ncols=True,
+               desc="render")
+    try:
+        scheduler = runner.run(graph, n, on_tick=lambda k, s: bar.update(1))
+    finally:
+        bar.close()
+    return ", ".join(f"{stage} {scheduler.seconds.get(stage, 0.0):.2f} s" for stage in ("analysis", "render", "encode"))
+
+
+def render_on_ray(args, graph, n: int) -> int:
+    """The rest of `cppnviz render --ray`: the same report as a plain render."""
+    ray = connect(args)
+    started = time.perf_counter()
+    split = render_graph(graph, n, args, ray)
+    wall = time.perf_counter() - started
+    video_seconds = float(Fraction(n) / graph.ctx.fps)
+    print(f"wrote {graph.of_type('encoder')[0].p.path}", file=sys.stderr)
+    print(f"{n} frames ({video_seconds:.2f} s of video) in {wall:.2f} s: {n / wall if wall else 0:.1f} fps, "
+          f"{video_seconds / wall if wall else 0:.2f}x real time ({split})", file=sys.stderr)
+    return 0
+
+
+def _destination(args, data: dict) -> tuple[str, str]:
+    """(the encoder node's name, the extension of its output: '.mp4', '.mkv', ... or '/' for PNG frames)."""
+    from .cli import _overrides
+    from .graph import parse_assignment
+
+    _overrides(SimpleNamespace(set=None, audio="x", out="x"), data)   # exactly one audio_file and one encoder
+    name = next(n for n, spec in data["nodes"].items() if isinstance(spec, dict) and spec.get("type") == "encoder")
+    params = dict(data["nodes"][name].get("params") or {})
+    for node, param, value in (parse_assignment(t) for t in args.set or ()):
+        if node == name:
+            params[param] = value
+    if params.get("format", "mp4") == "png":
+        return name, os.sep
+    return name, Path(str(params.get("path") or "video.mp4")).suffix or ".mp4"
+
+
+def _outputs(args, data: dict) -> list[tuple[str, str]]:
+    """(song, video path) for every song; two songs that would write one video are refused before any render."""
+    from .cli import absolute
+
+    _, ext = _destination(args, data)
+    folder = Path(absolute(args.out_dir))
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"cannot write videos to '{args.out_dir}': it is not a folder")
+    pairs, seen = [], {}
+    for song in args.songs:
+        stem = Path(song).stem
+        out = str(folder / stem) + ext
+        if out in seen:
+            raise OutputError(f"songs '{seen[out]}' and '{song}' would both write '{out}'; rename one")
+        seen[out] = song
+        pairs.append((song, out))
+    return pairs
+
+
+def up_to_date(out: str, song: str, graph: str) -> bool:
+    """The video exists (published only when complete) and is newer than the song and the graph file."""
+    try:
+        made = os.stat(out.rstrip(os.sep)).st_mtime
+        return made >= max(os.stat(song).st_mtime, os.stat(graph).st_mtime)
+    except OSError:
+        return False
+
+
+def cmd_batch(args) -> int:
+    from .cli import _overrides
+    from .graph import load_graph, read_graph_file
+    from .outputs import check_not_an_input
+
+    data = read_graph_file(args.graph)
+    pairs = _outputs(args, data)
+    folder = Path(pairs[0][1].rstrip(os.sep)).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write videos to '{args.out_dir}': {exc.strerror or exc}") from None
+    ray = connect(args) if args.ray else None
+    rows, failed = [], 0
+    for song, out in pairs:
+        if up_to_date(out, song, args.graph):
+            rows.append((song, "", "", f"up to date: {out}"))
+            continue
+        started = time.perf_counter()
+        try:
+            graph = load_graph(args.graph, _overrides(SimpleNamespace(set=args.set, audio=song, out=out), data))
+            check_not_an_input(graph.files(written=True), graph.files(written=False))
+            n = runner.total_frames(graph, args.seconds)
+            render_graph(graph, n, args, ray)
+        except (CppnvizError, NodeRunError) as exc:
+            failed += 1
+            lines = exc.problems() if isinstance(exc, CppnvizError) else [f"internal error in {exc} (a bug)"]
+            for line in lines:
+                print(f"error: {song}: {line}", file=sys.stderr)
+            rows.append((song, "", "", "failed"))
+            continue
+        rows.append((song, str(n), f"{time.perf_counter() - started:.2f}", f"wrote {out}"))
+    print(table(("song", "frames", "seconds", "status"), rows))
+    if failed:
+        print(f"error: {failed} of {len(pairs)} songs failed", file=sys.stderr)
+        return 2
+    return 0
+
+
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Left-aligned columns, numbers right-aligned."""
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    lines = []
+    for row in (header, *rows):
+        cells = [str(c).rjust(w) if i in (1, 2) else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)

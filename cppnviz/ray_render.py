@@ -1,0 +1,378 @@
+"""Render on Ray: the analysis stage once on the driver, frame ranges rendered and encoded as Ray tasks, one exact file.
+
+The driver runs every analysis-stage node as a plain render would and keeps what crosses into the render
+stage (a few floats a frame) and the song's sound (encoded as AAC into a temporary file, as the encoder
+node would). Each Ray task rebuilds the render-stage nodes and an encoder node from their declarations,
+renders one frame range and encodes it with the encoder node itself: a closed-GOP H.264 segment (or PNG
+frames) with the final file's exact settings. The driver joins the segments without re-encoding, muxes
+the sound once and publishes the file only when complete. Ray is imported only here.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import runner
+from .errors import CppnvizError, GraphError, NodeRunError, OutputError, Problem
+from .graph import Graph, Link
+from .outputs import partial_path, remove_stale_partials
+from .timebase import tick
+
+log = logging.getLogger(__name__)
+
+INSTALL = "pip install 'cppnviz[cluster]'"
+MAX_RETRIES = 3            # a segment whose worker dies is rendered again, from the same inputs
+
+
+class RayError(CppnvizError):
+    """Ray is missing, or the cluster cannot be reached."""
+
+
+def connect(address: str, **options: Any):
+    """ray.init(address=...) once per process: auto, HOST:PORT, ray://HOST:PORT, or local (a new local instance)."""
+    try:
+        import ray
+    except ImportError:
+        raise RayError(f"--ray needs Ray, which is not installed: {INSTALL}") from None
+    if ray.is_initialized():
+        return ray
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, **options)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise RayError(f"--ray {address}: cannot reach a Ray cluster: {str(exc).splitlines()[0]}") from None
+    return ray
+
+
+@dataclass
+class Split:
+    """A graph cut in two: analysis on the driver, render (and the encoder) on the workers."""
+
+    analysis: list[str]
+    render: list[str]
+    crossing: list[Link]           # analysis outputs that render nodes read
+    encoder: Any                   # the graph's encoder node (configured on the driver)
+    frame: Link
+    audio: Link | None
+
+
+def split(graph: Graph) -> Split:
+    """Where the graph divides; a GraphError when it cannot be rendered in segments, naming the node."""
+    encoders = graph.of_type("encoder")
+    if len(encoders) != 1:
+        raise GraphError([Problem("--ray", f"renders a graph with one encoder node, found {len(encoders)}")])
+    encoder = encoders[0]
+    links = graph.links[encoder.name]
+    frame, audio = links["frame"], links.get("audio")
+    render = [n for n in graph.upstream(frame.node) if graph.nodes[n].stage == "render"]
+    if not render:
+        raise GraphError([Problem("--ray", f"no render-stage node makes the frames of encoder '{encoder.name}'")])
+    needed = set(graph.upstream(frame.node)) | (set(graph.upstream(audio.node)) if audio else set())
+    analysis = [n for n in graph.nodes if n in needed and n not in render]
+    problems = []
+    for name in render:
+        node = graph.nodes[name]
+        if node.keeps_state:
+            problems.append(Problem(f"node '{name}'", f"{node.type_name} keeps state between frames, so frame ranges "
+                                    "cannot be rendered apart; render without --ray"))
+    for name in analysis:
+        fed_by = [n for n in graph.upstream(name) if n in render]
+        if fed_by:
+            problems.append(Problem(f"node '{name}'", f"an analysis node fed by render node '{fed_by[0]}': the render "
+                                    "stage must come last to be split into segments; render without --ray"))
+    if problems:
+        raise GraphError(problems)
+    crossing = sorted({link for name in render for v in graph.links[name].values()
+                       for link in (v if isinstance(v, list) else [v]) if link.node not in render},
+                      key=str)
+    return Split(analysis, render, crossing, encoder, frame, audio)
+
+
+def segment_bounds(n_frames: int, fps: Fraction, seconds: float) -> list[tuple[int, int]]:
+    """[start, stop) frame ranges of about `seconds` each, covering the run."""
+    size = max(1, math.ceil(Fraction(str(seconds)) * fps))
+    return [(a, min(a + size, n_frames)) for a in range(0, n_frames, size)]
+
+
+# -- the driver's half: analysis and sound ---------------------------------------------------
+
+def analyse(graph: Graph, cut: Split, n_frames: int, audio_path: Path | None) -> dict[Link, np.ndarray]:
+    """Run the analysis stage over the whole run; return what crosses into the render stage, one array per link.
+
+    With `audio_path`, the song's program is encoded there (AAC, the encoder node's settings and blocks).
+    """
+    stacked: dict[Link, np.ndarray] = {}
+    sound = _SoundOnly(audio_path, cut.encoder) if audio_path is not None else None
+
+    def keep(k: int, scheduler: runner.Scheduler) -> None:
+        for link in cut.crossing:
+            value = scheduler.outputs[(link.node, link.port)]
+            if link not in stacked:
+                value = np.asarray(value)
+                stacked[link] = np.empty((n_frames, *value.shape), value.dtype)
+            stacked[link][k] = value
+        if sound is not None:
+            sound.write_tick(k, scheduler.outputs[(cut.audio.node, cut.audio.port)])
+    try:
+        runner.run(graph, n_frames, names=cut.analysis, on_tick=keep)
+        if sound is not None:
+            sound.close()
+    except BaseException:
+        if sound is not None:
+            sound.discard()
+        raise
+    return stacked
+
+
+def _sound_class():
+    from .nodes.output import _Mp4  # the encoder node's own AAC code: same settings, same blocks
+
+    class SoundOnly(_Mp4):
+        """An _Mp4 with no video stream: the song's AAC track alone, joined with the segments later."""
+
+        def __init__(self, path: Path, encoder):
+            self.container = _open(path, "w", format=encoder._container)
+            self.video = None
+            self.sample_rate, self.bitrate = encoder._sample_rate, encoder.p.audio_bitrate * 1000
+            self.audio, self.audio_pts = None, 0
+            self.encoder = encoder
+
+        def write_tick(self, k: int, audio) -> None:
+            self._write_audio(self.encoder._samples(k, audio))
+
+        def close(self) -> None:
+            if self.audio is not None and self.filled:
+                self._encode_pcm()
+            if self.audio is not None:
+                self.container.mux(self.audio.encode(None))
+            self.container.close()
+    return SoundOnly
+
+
+def _SoundOnly(path: Path, encoder):
+    return _sound_class()(path, encoder)
+
+
+def _open(path, mode="r", **kwargs):
+    import av
+    return av.open(str(path), mode, **kwargs)
+
+
+# -- the workers' half: one frame range ----------------------------------------------------------
+
+@dataclass
+class Job:
+    """Everything a worker needs to rebuild the render stage: declarations, never configured objects."""
+
+    ctx: Any
+    nodes: list[tuple[str, type, dict, dict]]       # name, class, param values, input specs (topological order)
+    links: dict[str, dict]
+    encoder: tuple[str, type, dict, Any]             # name, class, param values, frame spec
+    frame: Link
+    suffix: str
+
+
+def make_job(graph: Graph, cut: Split) -> Job:
+    nodes = [(n, type(graph.nodes[n]), dict(vars(graph.nodes[n].p)), graph.nodes[n].input_specs) for n in cut.render]
+    enc = cut.encoder
+    return Job(ctx=graph.ctx, nodes=nodes, links={n: graph.links[n] for n in cut.render},
+               encoder=(enc.name, type(enc), dict(vars(enc.p)), enc.input_specs["frame"]), frame=cut.frame,
+               suffix=Path(enc.p.path.rstrip(os.sep)).suffix if enc.p.format == "mp4" else "")
+
+
+def render_segment(job: Job, inputs: dict[Link, np.ndarray], start: int, stop: int) -> bytes | list[bytes]:
+    """Render frames [start, stop) and encode them with an encoder node: the segment's file (mp4) or PNGs."""
+    graph = Graph(ctx=job.ctx, nodes={}, links=job.links, specs={})
+    for name, cls, values, specs in job.nodes:
+        node = cls(name, values, job.ctx)
+        node.input_specs = specs
+        node.output_specs = node.configure(specs)
+        graph.nodes[name] = node
+    scheduler = runner.Scheduler(graph)
+    name, cls, values, frame_spec = job.encoder
+    with tempfile.TemporaryDirectory(prefix="cppnviz-segment-") as folder:
+        out = Path(folder) / f"segment{job.suffix}"
+        encoder = cls(name, {**values, "path": str(out)}, job.ctx)
+        encoder.configure({"frame": frame_spec})          # no audio input: the driver muxes the song once
+        nodes = [*graph.nodes.values(), encoder]
+        for node in nodes:
+            node.reset()
+        started = []
+        try:
+            for node in nodes:
+                node.start()
+                started.append(node)
+            for k in range(start, stop):
+                for link, values_ in inputs.items():
+                    scheduler.outputs[(link.node, link.port)] = values_[k - start]
+                scheduler.step(k)
+                encoder.process(tick(k, job.ctx.fps), frame=scheduler.outputs[(job.frame.node, job.frame.port)])
+            for node in started:
+                node.finish()
+        except BaseException:
+            for node in reversed(started):
+                node.abort()
+            raise
+        if out.is_dir():
+            return [p.read_bytes() for p in sorted(out.iterdir())]
+        return out.read_bytes()
+
+
+# -- joining ----------------------------------------------------------------------------------------
+
+def join_mp4(segments: list[Path], starts: list[int], fps: Fraction, sound: Path | None, out: Path,
+             container: str) -> None:
+    """Concatenate H.264 segments (no re-encoding) and the AAC track into `out`, interleaved by time."""
+    with _open(segments[0]) as first, _open(out, "w", format=container) as dest:
+        template = first.streams.video[0]
+        video = dest.add_stream_from_template(template)
+        extradata = template.codec_context.extradata
+        streams = [_video_packets(segments, starts, fps, extradata, video)]
+        if sound is not None:
+            with _open(sound) as s:
+                audio = dest.add_stream_from_template(s.streams.audio[0])
+            streams.append(_packets(sound, "audio", 0, audio))
+        for _, _, packet in heapq.merge(*streams):
+            dest.mux(packet)
+
+
+def _video_packets(segments, starts, fps, extradata, stream):
+    for path, start in zip(segments, starts):
+        with _open(path) as src:
+            if src.streams.video[0].codec_context.extradata != extradata:
+                raise RuntimeError(f"segment at frame {start} was encoded with other parameter sets")
+        yield from _packets(path, "video", start / fps, stream)
+
+
+def _packets(path: Path, kind: str, offset: Fraction, stream):
+    """(time, order, packet) for each packet of the file's first `kind` stream, shifted by `offset` seconds."""
+    with _open(path) as src:
+        source = getattr(src.streams, kind)[0]
+        shift = offset / source.time_base
+        if shift.denominator != 1:
+            raise RuntimeError(f"a segment start of {offset} s is not a whole number of {source.time_base} s ticks")
+        for i, packet in enumerate(src.demux(source)):
+            if packet.dts is None:                            # the demuxer's final empty packet
+                continue
+            packet.pts += int(shift)
+            packet.dts += int(shift)
+            packet.stream = stream
+            yield packet.dts * source.time_base, (kind, i), packet
+
+
+def publish(temp: Path, path: Path) -> None:
+    """Rename the complete output onto `path`; a folder of frames replaces an old one (moved aside first)."""
+    try:
+        if temp.is_dir() and path.exists():
+            old = partial_path(path, kind="old")
+            os.replace(path, old)
+            os.replace(temp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(temp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write '{path}': {exc}") from exc
+
+
+def _discard(path: Path | None) -> None:
+    if path is None:
+        return
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+# -- the whole render --------------------------------------------------------------------------------
+
+@dataclass
+class Result:
+    frames: int
+    segments: int
+    seconds: dict[str, float]
+
+
+def render(graph: Graph, n_frames: int, ray, *, segment_seconds: float, quiet: bool = False) -> Result:
+    """Render the graph's video with Ray tasks and publish it at the encoder's path."""
+    from tqdm import tqdm
+
+    cut = split(graph)
+    encoder = cut.encoder
+    path = Path(encoder.p.path.rstrip(os.sep))
+    mp4 = encoder.p.format == "mp4"
+    bounds = segment_bounds(n_frames, graph.ctx.fps, segment_seconds)
+    seconds = {}
+    for stale in remove_stale_partials(path):
+        log.info("removed %s, left by an interrupted render", stale)
+    temp = partial_path(path)
+    pending = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="cppnviz-ray-") as work:
+            work = Path(work)
+            began = time.perf_counter()
+            sound = work / f"sound{path.suffix}" if mp4 and cut.audio is not None else None
+            stacked = analyse(graph, cut, n_frames, sound)
+            seconds["analysis"] = time.perf_counter() - began
+
+            began = time.perf_counter()
+            task = ray.remote(max_retries=MAX_RETRIES, num_cpus=1, retry_exceptions=False)(render_segment)
+            job = ray.put(make_job(graph, cut))
+            refs = {task.remote(job, {link: a[lo:hi] for link, a in stacked.items()}, lo, hi): i
+                    for i, (lo, hi) in enumerate(bounds)}
+            pending = list(refs)
+            files: list[Path | None] = [None] * len(bounds)
+            if not mp4:
+                temp.mkdir()
+            bar = tqdm(total=n_frames, unit="frame", disable=True if quiet else None, file=sys.stderr,
+                       dynamic_ncols=True, desc=f"render ({len(bounds)} segments on Ray)")
+            try:
+                while pending:
+                    done, pending = ray.wait(pending, num_returns=1)
+                    i = refs[done[0]]
+                    data = _get(ray, done[0], bounds[i])
+                    lo, hi = bounds[i]
+                    if mp4:
+                        files[i] = work / f"segment-{i:05d}{path.suffix}"
+                        files[i].write_bytes(data)
+                    else:
+                        for k, png in enumerate(data, start=lo):
+                            (temp / f"{k:06d}.png").write_bytes(png)
+                    bar.update(hi - lo)
+            finally:
+                bar.close()
+            seconds["render"] = time.perf_counter() - began
+
+            began = time.perf_counter()
+            if mp4:
+                join_mp4(files, [lo for lo, _ in bounds], graph.ctx.fps, sound, temp, encoder._container)
+            seconds["join"] = time.perf_counter() - began
+        publish(temp, path)
+    except BaseException:
+        for ref in pending:                 # Ctrl-C or a failed segment: nothing keeps rendering for nobody
+            ray.cancel(ref, force=True)
+        _discard(temp)
+        raise
+    return Result(n_frames, len(bounds), seconds)
+
+
+def _get(ray, ref, bounds: tuple[int, int]):
+    """A segment's result; a failure inside it becomes the node's error, as a plain render would report it."""
+    from ray.exceptions import RayTaskError
+    try:
+        return ray.get(ref)
+    except RayTaskError as exc:
+        if isinstance(exc.cause, (CppnvizError, NodeRunError)):
+            raise exc.cause from None
+        raise RuntimeError(f"frames {bounds[0]}..{bounds[1] - 1}: {exc}") from None
