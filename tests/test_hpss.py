@@ -1,0 +1,158 @@
+"""hpss: reconstruction, separation of a drum pattern from chords, agreement with librosa, live = offline delayed."""
+
+from __future__ import annotations
+
+import csv
+import io
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from conftest import SR, run_cli, write_wav
+from drums import DEMO, node
+from cppnviz.live import LiveStats, FrameRecord
+from cppnviz.nodes import _hpss
+from cppnviz.nodes.hpss import HPSS
+from cppnviz.ports import AudioWindow
+from cppnviz.timebase import Tick, sample_at
+
+F32 = np.finfo(np.float32).eps
+
+
+def parts(seconds: float = 4.0, bpm: float = 120, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """(drums, chords): kick, snare and hats from the demo's instruments, and held three-note chords."""
+    rng = np.random.default_rng(seed)
+    n = round(seconds * SR)
+    drums = np.zeros(n)
+    beat = 60 / bpm
+    kick, snare, hat = DEMO["kick"](), DEMO["snare"](rng), DEMO["hihat"](rng)
+    for i, t in enumerate(np.arange(0.25, seconds - 0.3, beat)):
+        DEMO["place"](drums, kick if i % 2 == 0 else 0.6 * snare, t)
+        DEMO["place"](drums, 0.3 * hat, t + beat / 2)
+    t = np.arange(n) / SR
+    chords = np.zeros(n)
+    for k, notes in enumerate([(57, 60, 64), (53, 57, 60), (55, 59, 62)] * 4):
+        # 50 ms fades, so a chord change is not itself a click
+        fade = np.clip(np.minimum(t - 2.0 * k, 2.0 * (k + 1) - t) / 0.05, 0, 1)
+        chords += fade * sum(np.sin(2 * np.pi * DEMO["midi_hz"](m) * t) for m in notes) / 3
+    return (0.5 * drums / np.abs(drums).max()).astype(np.float32), (0.5 * chords / np.abs(chords).max()).astype(np.float32)
+
+
+def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Signal-to-distortion ratio in dB, in float64."""
+    reference, estimate = np.asarray(reference, np.float64), np.asarray(estimate, np.float64)
+    return 10 * np.log10(np.sum(reference ** 2) / np.sum((reference - estimate) ** 2))
+
+
+@pytest.fixture(scope="module")
+def mix():
+    drums, chords = parts()
+    y = drums + chords
+    return drums, chords, y, _hpss.hpss(y)
+
+
+def test_harmonic_plus_percussive_reconstructs_the_input(mix):
+    drums, chords, y, (harmonic, percussive) = mix
+    # Soft masks with power 2 and margin 1 sum to 1: only float32 rounding is left (~ -140 dB).
+    assert sdr(y, harmonic + percussive) >= 40
+
+
+def test_percussive_follows_the_drums_and_harmonic_the_chords(mix):
+    drums, chords, y, (harmonic, percussive) = mix
+    assert sdr(drums, percussive) - sdr(drums, y) >= 6
+    assert sdr(chords, harmonic) - sdr(chords, y) >= 3
+
+
+def test_agrees_with_librosa_hpss():
+    librosa = pytest.importorskip("librosa")
+    drums, chords = parts(seconds=2.5)
+    y = drums + chords
+    harmonic, percussive = _hpss.hpss(y)
+    stft = librosa.stft(y)
+    reference = [librosa.istft(part, length=len(y)) for part in librosa.decompose.hpss(stft)]
+    assert abs(sdr(chords, harmonic) - sdr(chords, reference[0])) < 1
+    assert abs(sdr(drums, percussive) - sdr(drums, reference[1])) < 1
+    # The same arithmetic in float32: the outputs agree far beyond the 1 dB asked.
+    assert sdr(reference[0], harmonic) > 100 and sdr(reference[1], percussive) > 100
+
+
+def test_kernels_in_seconds_and_hz_mean_the_same_sound_at_any_rate():
+    # librosa's 31 frames x 31 bins at 44.1 kHz with n_fft 2048, hop 512; at 22.05 kHz with half of each.
+    made = node(HPSS)
+    assert made.settings["kernel_frames"] == 31 and made.settings["kernel_bins"] == 31
+    half = node(HPSS, sample_rate=22050, n_fft=1024, hop_length=256)
+    assert half.settings["kernel_frames"] == 31 and half.settings["kernel_bins"] == 31
+    assert _hpss.odd(30.2) == 31 and _hpss.odd(32.1) == 33 and _hpss.odd(0.2) == 1
+
+
+def test_the_node_offline_serves_the_whole_track_separation(mix):
+    drums, chords, y, (harmonic, percussive) = mix
+    made = node(HPSS)
+    assert made.whole_track() and made.latency == 0
+    made.fit({"audio": np.stack([AudioWindow(y, 0, SR)])})
+    made.reset()   # the runner resets every node after the prepass: the separation stays
+    now = sample_at(90, SR, Fraction(60))
+    out = made.process(Tick(90, 1.5), audio=AudioWindow(y, now, SR))
+    window = out["percussive"].window(out["percussive"].now - 1024, 2048)
+    np.testing.assert_array_equal(window, percussive[now - 1024:now + 1024])
+    np.testing.assert_array_equal(out["harmonic"].samples, harmonic)
+
+
+def test_live_output_is_the_offline_output_delayed_by_the_reported_latency(mix):
+    drums, chords, y, (harmonic, percussive) = mix
+    made = node(HPSS, live=True)
+    latency = made.latency
+    assert not made.whole_track() and latency == 2048 + 15 * 512
+    assert made.latency_s == pytest.approx(latency / SR)
+    compared = 0
+    for k in range(0, 230):
+        now = sample_at(k, SR, Fraction(60))
+        out = made.process(Tick(k, k / 60), audio=AudioWindow(y[:now], now, SR, final=False))
+        for name, offline in (("harmonic", harmonic), ("percussive", percussive)):
+            window = out[name]
+            end = window.start + len(window.samples)
+            assert end == max(0, now - latency) and not window.final
+            if end > latency:   # after the first window
+                np.testing.assert_allclose(window.samples[-735:], offline[end - 735:end], rtol=0, atol=1e-4)
+                compared += 1
+    assert compared > 300
+
+
+def test_live_stats_add_the_look_ahead_to_every_latency():
+    stats = LiveStats(SR, Fraction(60), lookahead_s=0.25)
+    stats.add(FrameRecord(0, 0, 0, 0, SR // 100))   # ready 10 ms after its newest sample
+    assert stats.latency_max == pytest.approx(0.26)
+    assert "mean 260.0 ms" in stats.summary() and "including 250 ms look-ahead" in stats.summary()
+
+
+def test_separated_parts_feed_analysis_nodes_in_a_real_run(tmp_path):
+    """cppnviz features on a chords-only song: the harmonic bands carry the sound, the percussive hardly any."""
+    drums, chords = parts(seconds=2.0)
+    write_wav(tmp_path / "chords.wav", chords)
+    (tmp_path / "g.yaml").write_text(
+        "fps: 30\n"
+        "nodes:\n"
+        "  audio: {type: audio_file, params: {path: chords.wav}}\n"
+        "  split: {type: hpss, inputs: {audio: audio.audio}}\n"
+        "  harm: {type: stft_bands, inputs: {audio: split.harmonic}}\n"
+        "  perc: {type: stft_bands, inputs: {audio: split.percussive}}\n"
+        "  both: {type: concat, inputs: {features: [harm.bands, perc.bands]}}\n")
+    result = run_cli("features", "g.yaml", "--node", "both", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.reader(io.StringIO(result.stdout)))[1:]
+    values = np.array([[float(v) for v in row[2:]] for row in rows])
+    harm, perc = values[:, :7].sum(), values[:, 7:].sum()
+    assert len(rows) == 60 and harm > 10 * perc > 0
+
+
+def test_bad_settings_are_one_error_line(tmp_path):
+    write_wav(tmp_path / "a.wav", np.zeros(4410))
+    (tmp_path / "g.yaml").write_text(
+        "nodes:\n"
+        "  audio: {type: audio_file, params: {path: a.wav}}\n"
+        "  split: {type: hpss, params: {n_fft: 1024, hop_length: 600}, inputs: {audio: audio.audio}}\n")
+    result = run_cli("check", "g.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: g.yaml: node 'split' param 'hop_length': expected at most n_fft / 2 "
+                                     "(512), found 600")
