@@ -303,3 +303,93 @@ def test_live_driven_values_equal_offline_with_the_trailing_variants(tmp_path, w
         assert values == offline[k], k
     # The drives moved: a test that could not fail otherwise.
     assert len({v[0] for v in offline.values()}) > 10 and len({v[2] for v in offline.values()}) > 1
+
+
+# -- live control: OSC refuses a driven param and steers its mapping, over real sockets ---------------
+
+def osc_graph(tmp_path):
+    nodes = {
+        "audio": {"type": "audio_in"},
+        "bands": {"type": "stft_bands", "inputs": {"audio": "audio.audio"}},
+        "cppn": {"type": "cppn", "params": {"width": 16, "height": 16, "scale": 1.5},
+                 "drive": {"scale": {"from": "bands.bands[0]", "min": 1.0, "max": 2.0, "input_range": [0, 1]}}},
+    }
+    return build_graph({"fps": FPS, "nodes": nodes}, base_dir=tmp_path, live=True)
+
+
+def test_osc_refuses_a_driven_param_naming_the_drive_and_steers_the_mapping(tmp_path, caplog):
+    import json
+    import logging
+    import shutil
+    import socket
+    import subprocess
+    import urllib.request
+
+    from pythonosc.osc_message import OscMessage
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    from cppnviz.host_bridge.osc.control import ParamControl
+    from cppnviz.host_bridge.osc.oscquery import OscQueryServer
+    from cppnviz.host_bridge.osc.server import OscServer
+
+    graph = osc_graph(tmp_path)
+    drive = graph.drives[0]
+    control = ParamControl(graph)
+    caplog.set_level(logging.WARNING)
+    with OscServer(control, port=0) as server, OscQueryServer(control, "127.0.0.1", 0, 0, "test") as query, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.bind(("127.0.0.1", 0))
+        client.settimeout(5.0)
+
+        def send(address, *args):
+            builder = OscMessageBuilder(address)
+            for arg in args:
+                builder.add_arg(arg)
+            before = control.stats["received"]
+            client.sendto(builder.build().dgram, ("127.0.0.1", server.port))
+            deadline = time.monotonic() + 5
+            while control.stats["received"] <= before:
+                assert time.monotonic() < deadline, "the server never took the message"
+                time.sleep(0.005)
+
+        send("/cppn/scale", 3.0)
+        send("/cppn/scale/norm", 0.9)
+        control.apply_pending()
+        assert graph.nodes["cppn"].p.scale == 1.5 and control.stats["rejected"] == 2
+        refused = [r.getMessage() for r in caplog.records if "driven by bands.bands[0]" in r.getMessage()]
+        # One line a message, naming the drive and where to steer it.
+        assert len(refused) == 2 and refused[0].startswith("OSC /cppn/scale 3.0 rejected")
+        assert refused[1].startswith("OSC /cppn/scale/norm ")
+        assert all("/cppn/scale/drive/min, /max or /amount" in line for line in refused)
+
+        # liblo's oscsend (a peer we did not write) steers the mapping; apply_pending makes it count from this tick.
+        if shutil.which("oscsend"):
+            before = control.stats["received"]
+            subprocess.run(["oscsend", "127.0.0.1", str(server.port), "/cppn/scale/drive/max", "f", "4.0"], check=True)
+            deadline = time.monotonic() + 5
+            while control.stats["received"] <= before:
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+        else:
+            send("/cppn/scale/drive/max", 4.0)
+        send("/cppn/scale/drive/min", 0.5)
+        send("/cppn/scale/drive/amount", -0.5)           # below 0: clamped and counted, as any controller value
+        assert control.apply_pending() == 3 and control.stats["clamped"] == 1
+        assert (drive.mapping.min, drive.mapping.max, drive.mapping.amount) == (0.5, 4.0, 0.0)
+        assert drive.update(0, 1.0) == 1.5                           # amount 0: the static value
+        send("/cppn/scale/drive/amount", 0.5)
+        control.apply_pending()
+        assert drive.update(1, 1.0) == 1.5 + 0.5 * (4.0 - 1.5)   # halfway from the static value to the driven one
+        send("/cppn/scale/drive/max")                                # a query answers the field's value
+        answer = OscMessage(client.recvfrom(65536)[0])
+        assert answer.address == "/cppn/scale/drive/max" and answer.params == [4.0]
+
+        # OSCQuery lists the driven param read-only with its mapping fields.
+        with urllib.request.urlopen(f"http://127.0.0.1:{query.port}/cppn/scale", timeout=5) as page:
+            entry = json.load(page)
+        assert entry["ACCESS"] == 1 and "driven by bands.bands[0]" in entry["DESCRIPTION"]
+        fields = entry["CONTENTS"]["drive"]["CONTENTS"]
+        assert {k: v["VALUE"] for k, v in fields.items()} == {"min": [0.5], "max": [4.0], "amount": [0.5]}
+        assert fields["min"]["RANGE"] == [{"MIN": 0.01, "MAX": 100}] and fields["amount"]["ACCESS"] == 3
+        with urllib.request.urlopen(f"http://127.0.0.1:{query.port}/cppn/scale/drive/amount", timeout=5) as page:
+            assert json.load(page)["FULL_PATH"] == "/cppn/scale/drive/amount"

@@ -4,7 +4,9 @@ Addresses are `/<node>/<param>` (a value in the param's own units) and
 `/<node>/<param>/norm` (one number 0..1 placed on the param's fader, linear or
 log as the param declares, for controllers that send faders as 0..1). A message
 with no arguments is a query: `handle()` returns the current value for the
-server to send back.
+server to send back. A param the graph drives (`drive:`) refuses values (the drive
+sets it every tick); its mapping is steered at `/<node>/<param>/drive/min`, `.../max`
+and `.../amount` (0..1: from the static value to the driven one).
 
 `handle()` runs on the network thread and only validates and queues;
 `apply_pending()` runs on the render thread at the start of a tick. A
@@ -43,6 +45,8 @@ STATS = ("received", "applied", "clamped", "rejected", "malformed", "oversized",
          "coalesced", "unchanged", "dropped", "overflow", "errors")
 
 NORM = "norm"
+DRIVE = "drive"
+DRIVE_FIELDS = ("min", "max", "amount")
 FILE_WHILE_RUNNING = ("a file cannot change while the show runs (it was read before the first frame); "
                       "restart with the new file")
 
@@ -63,6 +67,10 @@ class ParamControl:
             for decl in node.params:
                 self._targets[f"/{node.name}/{decl.name}"] = (node.name, decl, False)
                 self._targets[f"/{node.name}/{decl.name}/{NORM}"] = (node.name, decl, True)
+        # Driven params, and their mapping fields: address -> (drive, field, the field's declaration).
+        self._drives = {(d.spec.node, d.spec.param): d for d in graph.drives}
+        self._drive_targets = {f"/{d.spec.node}/{d.spec.param}/{DRIVE}/{name}": (d, name, decl)
+                               for d in graph.drives for name, decl in drive_fields(d)}
         self.stats: dict[str, int] = dict.fromkeys(STATS, 0)
         self._lock = threading.Lock()
         self._seq = 0
@@ -89,6 +97,8 @@ class ParamControl:
 
     def _handle(self, address: str, args: list, timetag: float | None) -> list | None:
         target = self._targets.get(address)
+        if target is None and address in self._drive_targets:
+            return self._steer(address, args, timetag)
         if target is None:
             self.reject(address, args, "no such param; addresses are /<node>/<param> or /<node>/<param>/norm",
                         kind="address")
@@ -96,6 +106,11 @@ class ParamControl:
         node, decl, norm = target
         if not args:
             return self._query(address, node, decl, norm)
+        drive = self._drives.get((node, decl.name))
+        if drive is not None:
+            self.reject(address, args, f"the param is driven by {drive.spec.label} (drive:); steer the mapping at "
+                                       f"/{node}/{decl.name}/{DRIVE}/min, /max or /amount", kind="driven")
+            return None
         if decl.type == "path":
             # Every param naming a file: the show read (or opened) it before its first frame.
             self.reject(address, args, FILE_WHILE_RUNNING, kind="file")
@@ -108,6 +123,22 @@ class ParamControl:
         if clamped:
             self.count("clamped")
         self._queue(node, decl.name, value, timetag)
+        return None
+
+    def _steer(self, address: str, args: list, timetag: float | None) -> list | None:
+        """A mapping field of a drive: a query, or a number checked against the field's range and queued."""
+        drive, name, decl = self._drive_targets[address]
+        if not args:
+            self.count("query")
+            return [getattr(drive.mapping, name)]
+        try:
+            value, clamped = from_value(decl, args)
+        except ParamError as exc:
+            self.reject(address, args, str(exc), kind="value")
+            return None
+        if clamped:
+            self.count("clamped")
+        self._queue(drive.spec.node, f"{drive.spec.param}/{DRIVE}/{name}", value, timetag)
         return None
 
     def reject(self, address: str, args: Any, reason: str, *, kind: str = "value") -> None:
@@ -206,7 +237,9 @@ class ParamControl:
         applied = self._adopt()
         heavy: dict[str, dict[str, Any]] = {}
         for (node, param), (_, value) in sorted(latest.items(), key=lambda kv: kv[1][0]):
-            if self.rebuilds.handles(node, param):
+            if f"/{DRIVE}/" in param:
+                applied += self._steer_now(node, param, value)
+            elif self.rebuilds.handles(node, param):
                 # Several params of one node changed in one tick are built together.
                 if value == self.rebuilds.target(node, param):
                     self.count("unchanged")
@@ -222,6 +255,16 @@ class ParamControl:
         if applied:
             self.count("applied", applied)
         return applied
+
+    def _steer_now(self, node: str, key: str, value: float) -> bool:
+        """Set a drive's mapping field (key 'param/drive/field'); the drive uses it from this tick on."""
+        param, _, name = key.split("/")
+        drive = self._drives[(node, param)]
+        if getattr(drive.mapping, name) == value:
+            self.count("unchanged")
+            return False
+        drive.steer(name, value)
+        return True
 
     def _apply(self, node: str, param: str, value: Any) -> bool:
         target = self.graph.nodes[node]
@@ -268,7 +311,29 @@ class ParamControl:
         """(node, param name, declaration) for every param of every node, in graph order."""
         return [(node.name, decl.name, decl) for node in self.graph.nodes.values() for decl in node.params]
 
+    def drive(self, node: str, param: str):
+        """The drive that sets this param, or None."""
+        return self._drives.get((node, param))
+
     def pending(self) -> int:
         """How many changes are waiting (due now or later)."""
         with self._lock:
             return len(self._now) + len(self._timed)
+
+
+def drive_fields(drive) -> list[tuple[str, Param]]:
+    """The steerable fields of a drive's mapping, each declared like a param (min and max in the param's range)."""
+    decl = drive.decl
+    if decl.type in ("choice", "bool"):
+        low, high = 0, (len(decl.choices) if decl.type == "choice" else 2) - 1
+    else:
+        low, high = decl.min, decl.max
+    if drive.mapping.curve == "exp" and (low is None or low <= 0):
+        low = 1e-6   # the curve runs on the logarithm
+    units = "choices by index" if decl.type in ("choice", "bool") else "in the param's units"
+    ends = [(name, Param(name, "float", getattr(drive.mapping, name), f"the driven value at input "
+                         f"{0 if name == 'min' else 1} ({units})", min=low, max=high, unit=decl.unit))
+            for name in ("min", "max")]
+    amount = Param("amount", "float", drive.mapping.amount, "drive amount: 0 the static value, 1 the driven one",
+                   min=0, max=1)
+    return [*ends, ("amount", amount)]

@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 from cppnviz.errors import CppnvizError
 from cppnviz.params import Param
 
-from .control import ParamControl
+from .control import ParamControl, drive_fields
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,26 @@ def param_entry(control: ParamControl, node: str, decl: Param) -> dict[str, Any]
     clip = _clipmode(decl)
     if clip is not None:
         entry["CLIPMODE"] = [clip] * len(values)
+    drive = control.drive(node, decl.name)
+    if drive is not None:
+        # The drive sets it every tick: read-only, with the mapping's fields beneath it.
+        entry["ACCESS"] = ACCESS_READ
+        entry["DESCRIPTION"] += f" (driven by {drive.spec.label}: steer its drive/min, drive/max, drive/amount)"
+        entry["CONTENTS"] = {"drive": drive_entry(control, node, decl.name)}
     return entry
+
+
+def drive_entry(control: ParamControl, node: str, param: str) -> dict[str, Any]:
+    """A driven param's mapping fields (min, max, amount) as OSCQuery method nodes."""
+    drive = control.drive(node, param)
+    base = f"/{node}/{param}/drive"
+    contents = {}
+    for name, decl in drive_fields(drive):
+        contents[name] = {"FULL_PATH": f"{base}/{name}", "TYPE": "f", "VALUE": [getattr(drive.mapping, name)],
+                          "ACCESS": ACCESS_READ_WRITE, "DESCRIPTION": decl.doc, "CLIPMODE": ["both"],
+                          "RANGE": [{"MIN": decl.min, "MAX": decl.max}]}
+    return {"FULL_PATH": base, "ACCESS": ACCESS_NONE, "DESCRIPTION": f"the mapping from {drive.spec.label}",
+            "CONTENTS": contents}
 
 
 def node_entry(control: ParamControl, node: str) -> dict[str, Any]:
@@ -96,12 +115,19 @@ def lookup(control: ParamControl, path: str) -> dict[str, Any] | None:
     nodes = control.graph.nodes
     if not parts:
         return tree(control)
-    if parts[0] not in nodes or len(parts) > 2:
+    if parts[0] not in nodes or len(parts) > 4:
         return None
     if len(parts) == 1:
         return node_entry(control, parts[0])
     decl = next((d for d in nodes[parts[0]].params if d.name == parts[1]), None)
-    return param_entry(control, parts[0], decl) if decl is not None else None
+    if decl is None:
+        return None
+    entry = param_entry(control, parts[0], decl)
+    for part in parts[2:]:
+        entry = entry.get("CONTENTS", {}).get(part)
+        if entry is None:
+            return None
+    return entry
 
 
 def _tag(decl: Param) -> str:
