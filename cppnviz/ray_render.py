@@ -63,6 +63,7 @@ class Split:
     analysis: list[str]
     render: list[str]
     crossing: list[Link]           # analysis outputs that render nodes read
+    drives: list                   # drives of render nodes' params (they follow analysis outputs)
     encoder: Any                   # the graph's encoder node (configured on the driver)
     frame: Link
     audio: Link | None
@@ -92,12 +93,21 @@ def split(graph: Graph) -> Split:
         if fed_by:
             problems.append(Problem(f"node '{name}'", f"an analysis node fed by render node '{fed_by[0]}': the render "
                                     "stage must come last to be split into segments; render without --ray"))
+    for drive in graph.drives:
+        node, source = drive.spec.node, drive.spec.source
+        if node in render and source in render:
+            problems.append(Problem(f"node '{node}' drive '{drive.spec.param}'", f"follows render node '{source}': "
+                                    "a drive keeps state between frames, so it must follow the analysis stage"))
+        elif node == encoder.name:
+            problems.append(Problem(f"node '{node}' drive '{drive.spec.param}'", "the encoder's params cannot "
+                                    "change during a render split into segments"))
     if problems:
         raise GraphError(problems)
+    drives = [d for d in graph.drives if d.spec.node in render]
     crossing = sorted({link for name in render for v in graph.links[name].values()
                        for link in (v if isinstance(v, list) else [v]) if link.node not in render},
                       key=str)
-    return Split(analysis, render, crossing, encoder, frame, audio)
+    return Split(analysis, render, crossing, drives, encoder, frame, audio)
 
 
 def segment_bounds(n_frames: int, fps: Fraction, seconds: float) -> list[tuple[int, int]]:
@@ -108,15 +118,27 @@ def segment_bounds(n_frames: int, fps: Fraction, seconds: float) -> list[tuple[i
 
 # -- the driver's half: analysis and sound ---------------------------------------------------
 
-def analyse(graph: Graph, cut: Split, n_frames: int, audio_path: Path | None) -> dict[Link, np.ndarray]:
-    """Run the analysis stage over the whole run; return what crosses into the render stage, one array per link.
+def analyse(graph: Graph, cut: Split, n_frames: int, audio_path: Path | None) -> tuple[dict, list]:
+    """Run the analysis stage over the whole run; return what crosses into the render stage.
 
-    With `audio_path`, the song's program is encoded there (AAC, the encoder node's settings and blocks).
+    That is one array per link (frames first) and, per drive of a render node, its value at every tick
+    (drives keep state, so they run here, exactly as the single-process scheduler runs them). With
+    `audio_path`, the song's program is encoded there (AAC, the encoder node's settings and blocks).
     """
     stacked: dict[Link, np.ndarray] = {}
+    driven: list[list] = [[] for _ in cut.drives]
     sound = _SoundOnly(audio_path, cut.encoder) if audio_path is not None else None
+    if any(d.needs_prepass for d in cut.drives):
+        # Centred blur or the run's range: their inputs are prepared over the run (after the fits they may
+        # read), and stay prepared through run()'s own prepass of the analysis stage, which repeats the fits.
+        runner.prepass(graph, n_frames, cut.analysis + cut.render)
 
     def keep(k: int, scheduler: runner.Scheduler) -> None:
+        for drive, values in zip(cut.drives, driven):
+            if drive.ready:
+                x = scheduler.outputs[(drive.spec.source, drive.spec.port)]
+                drive.update(k, float(np.asarray(x).reshape(-1)[drive.spec.index or 0]))
+            values.append(drive.value)
         for link in cut.crossing:
             value = scheduler.outputs[(link.node, link.port)]
             if link not in stacked:
@@ -133,7 +155,7 @@ def analyse(graph: Graph, cut: Split, n_frames: int, audio_path: Path | None) ->
         if sound is not None:
             sound.discard()
         raise
-    return stacked
+    return stacked, [np.array(values) for values in driven]
 
 
 def _sound_class():
@@ -182,6 +204,7 @@ class Job:
     encoder: tuple[str, type, dict, Any]             # name, class, param values, frame spec
     frame: Link
     suffix: str
+    drives: list[tuple[str, str]]                     # (node, param) of each drive, in Split.drives order
 
 
 def make_job(graph: Graph, cut: Split) -> Job:
@@ -189,10 +212,12 @@ def make_job(graph: Graph, cut: Split) -> Job:
     enc = cut.encoder
     return Job(ctx=graph.ctx, nodes=nodes, links={n: graph.links[n] for n in cut.render},
                encoder=(enc.name, type(enc), dict(vars(enc.p)), enc.input_specs["frame"]), frame=cut.frame,
-               suffix=Path(enc.p.path.rstrip(os.sep)).suffix if enc.p.format == "mp4" else "")
+               suffix=Path(enc.p.path.rstrip(os.sep)).suffix if enc.p.format == "mp4" else "",
+               drives=[(d.spec.node, d.spec.param) for d in cut.drives])
 
 
-def render_segment(job: Job, inputs: dict[Link, np.ndarray], start: int, stop: int) -> bytes | list[bytes]:
+def render_segment(job: Job, inputs: dict[Link, np.ndarray], driven: list[np.ndarray], start: int,
+                   stop: int) -> bytes | list[bytes]:
     """Render frames [start, stop) and encode them with an encoder node: the segment's file (mp4) or PNGs."""
     graph = Graph(ctx=job.ctx, nodes={}, links=job.links, specs={})
     for name, cls, values, specs in job.nodes:
@@ -217,6 +242,12 @@ def render_segment(job: Job, inputs: dict[Link, np.ndarray], start: int, stop: i
             for k in range(start, stop):
                 for link, values_ in inputs.items():
                     scheduler.outputs[(link.node, link.port)] = values_[k - start]
+                for (name_, param), values_ in zip(job.drives, driven):
+                    # As the scheduler does: the drive's value for this tick, through the param's own check.
+                    value = values_[k - start]
+                    node = graph.nodes[name_]
+                    if value is not None and value != getattr(node.p, param):
+                        node.set_param(param, value.item() if hasattr(value, "item") else value, clamp=True)
                 scheduler.step(k)
                 encoder.process(tick(k, job.ctx.fps), frame=scheduler.outputs[(job.frame.node, job.frame.port)])
             for node in started:
@@ -323,13 +354,14 @@ def render(graph: Graph, n_frames: int, ray, *, segment_seconds: float, quiet: b
             work = Path(work)
             began = time.perf_counter()
             sound = work / f"sound{path.suffix}" if mp4 and cut.audio is not None else None
-            stacked = analyse(graph, cut, n_frames, sound)
+            stacked, driven = analyse(graph, cut, n_frames, sound)
             seconds["analysis"] = time.perf_counter() - began
 
             began = time.perf_counter()
             task = ray.remote(max_retries=MAX_RETRIES, num_cpus=1, retry_exceptions=False)(render_segment)
             job = ray.put(make_job(graph, cut))
-            refs = {task.remote(job, {link: a[lo:hi] for link, a in stacked.items()}, lo, hi): i
+            refs = {task.remote(job, {link: a[lo:hi] for link, a in stacked.items()}, [d[lo:hi] for d in driven],
+                                lo, hi): i
                     for i, (lo, hi) in enumerate(bounds)}
             pending = list(refs)
             files: list[Path | None] = [None] * len(bounds)
