@@ -156,3 +156,49 @@ def test_bad_settings_are_one_error_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: g.yaml: node 'split' param 'hop_length': expected at most n_fft / 2 "
                                      "(512), found 600")
+
+
+def test_separate_writes_both_parts_at_the_songs_rate_and_channels(tmp_path):
+    from cppnviz.nodes.decode import decode_audio
+    drums, chords = parts(seconds=1.5)
+    y = drums + chords
+    write_wav(tmp_path / "song.wav", np.stack([y, -0.5 * y], axis=1), sample_rate=48000)
+    result = run_cli("separate", "song.wav", "--out-dir", "stems", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "stems").iterdir()) == ["harmonic.wav", "percussive.wav"]
+    decoded = {}
+    for name in ("song", "stems/harmonic", "stems/percussive"):
+        probe = run_cli_tool("ffprobe", "-v", "error", "-show_entries", "stream=sample_rate,channels",
+                             "-of", "csv=p=0", tmp_path / f"{name}.wav")
+        assert probe == "48000,2"
+        decoded[name] = decode_audio(str(tmp_path / f"{name}.wav"), 48000).T
+    song, harmonic, percussive = decoded["song"], decoded["stems/harmonic"], decoded["stems/percussive"]
+    assert harmonic.shape == percussive.shape == song.shape
+    assert sdr(song, harmonic + percussive) >= 40
+    assert sdr(chords, harmonic[0]) - sdr(chords, song[0]) >= 3   # the left channel: the chords come out
+
+
+def run_cli_tool(*args) -> str:
+    import subprocess
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "folder_is_a_file", "bad_power"])
+def test_separate_refuses_in_one_line_and_writes_nothing(tmp_path, case):
+    write_wav(tmp_path / "song.wav", np.zeros(4410))
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x00\x01junk" * 100)
+    (tmp_path / "taken").write_text("a file")
+    song, out, extra, expected = "song.wav", "stems", [], None
+    if case == "missing":
+        song, expected = "nope.wav", f"error: audio file '{tmp_path / 'nope.wav'}': file not found"
+    elif case == "corrupt":
+        song = "corrupt.wav"
+    elif case == "folder_is_a_file":
+        out, expected = "taken", "error: cannot write into 'taken': it is a regular file, not a folder"
+    else:
+        extra, expected = ["--power", "0"], "error: --power: expected a number in 0.1..100, found 0.0"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run_cli("separate", song, "--out-dir", out, *extra, cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: ") and (expected is None or result.stderr.strip() == expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
