@@ -39,7 +39,7 @@ def add_grid_commands(subparsers) -> None:
                    help="1 to 3 indices of the features arriving at NODE, one per grid axis")
     p.add_argument("--steps", required=True, metavar="K[,K...]", help="steps per axis (one number: every axis)")
     p.add_argument("--range", action="append", metavar="LO:HI", dest="ranges",
-                   help="one per axis, in --vary order (default: the song's 1st..99th percentile of the feature)")
+                   help="one per axis, in --vary order; a negative LO as --range=-1:1 (default: the song's 1st..99th percentile of the feature)")
     p.add_argument("--fixed", metavar="V,V,...", help="every feature's value where it is not varied "
                    "(default: the song's median of each feature)")
     p.add_argument("--audio", metavar="FILE", help="song for the graph's audio_file node (the ranges and medians)")
@@ -59,7 +59,7 @@ def add_grid_commands(subparsers) -> None:
     p.add_argument("--steps", required=True, metavar="K[,K...]", help="steps per axis (one number: every axis)")
     p.add_argument("--vary", default="0,1", metavar="I,J[,K]", help="feature indices the axes answer to (default 0,1)")
     p.add_argument("--range", action="append", metavar="LO:HI", dest="ranges",
-                   help="feature values the first and last step stand for, one per axis (default 0:1)")
+                   help="feature values the first and last step stand for, one per axis; a negative LO as --range=-1:1 (default 0:1)")
     p.add_argument("--out", required=True, metavar="FILE.grid", help="grid file to write")
     p.add_argument("--contact-sheet", metavar="PNG", help="also write a picture of the grid's frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

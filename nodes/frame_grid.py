@@ -66,6 +66,7 @@ class FrameGrid(Node):
         self.steps = np.asarray(header["steps"])
         ranges = np.asarray(header["ranges"], np.float64)
         self.low, self.span = ranges[:, 0], ranges[:, 1] - ranges[:, 0]
+        self.snap = np.abs(ranges).max(axis=1) * 2.0**-23 * (self.steps - 1) / np.abs(self.span)
         self.flat = self.grid.frames.reshape(-1, *self.grid.frames.shape[len(self.steps):])
         self.strides = np.asarray([int(np.prod(self.steps[i + 1:])) for i in range(len(self.steps))])
         height, width = header["height"], header["width"]
@@ -86,10 +87,10 @@ class FrameGrid(Node):
         with np.errstate(divide="ignore", invalid="ignore"):
             where = np.where(self.span != 0, (values - self.low) / self.span, 0.0) * (self.steps - 1)
         where = np.clip(np.nan_to_num(where), 0, self.steps - 1)
-        # A value baked at a node lands a rounding error off it ((v - lo) / span * (K - 1)): snap it
-        # there, so the player shows the stored frame itself rather than a 1e-15 blend with a neighbour.
+        # A value baked at a node arrives as float32, up to half an ulp (|v| 2^-24) off the node's value:
+        # snap what lies within one ulp of a node onto it, so the player shows the stored frame itself.
         nodes = np.rint(where)
-        return np.where(np.abs(where - nodes) < 1e-9, nodes, where)
+        return np.where(np.abs(where - nodes) <= self.snap, nodes, where)
 
     def process(self, tick, features):
         target = self.locate(features)
