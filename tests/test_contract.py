@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import write_wav
+from made_samples import MAKERS
 from cppnviz import registry
 from cppnviz.node import Context, Node
 from cppnviz.ports import KINDS, AudioWindow, Spec
@@ -48,7 +49,9 @@ INPUT_SPECS = {"audio": Spec("audio", sample_rate=44100), "features": Spec("feat
 def build(cls, tmp_path) -> tuple[Node, dict]:
     values = {p.name: p.default for p in cls.params}
     for p in cls.params:
-        if p.required and p.type == "path":
+        if p.required and p.type == "path" and cls.inputs and p.name not in cls.writes:
+            values[p.name] = str(MAKERS[cls.type_name](tmp_path))   # a player reads a file the project makes
+        elif p.required and p.type == "path":
             # A source reads a real (silent) file; a sink writes into the test's folder.
             values[p.name] = str(write_wav(tmp_path / "silence.wav", np.zeros(22050))) if not cls.inputs else str(tmp_path / "out.mp4")
     for p in cls.params:  # keep frames small so the contract runs fast
