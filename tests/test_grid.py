@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_cli, start_cli, tone, write_wav
+from test_touchdesigner import song, td  # noqa: F401  (fixtures: the TouchDesigner stand-in, a song)
 from cppnviz import grid
 from cppnviz.graph import build_graph
 from cppnviz.node import Context
@@ -288,3 +289,23 @@ def test_bake_bad_arguments_are_one_line(baked, tmp_path, args, words):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and words in lines[0], result.stderr
     assert not (tmp_path / "x.grid").exists()
+
+
+def test_touchdesigner_script_top_plays_a_grid(baked, td, song):
+    """Through the TouchDesigner bridge (the strict stand-in), frame_grid shows what the offline renderer does."""
+    from test_touchdesigner import as_uint8, blocks, cook, make_op, offline_frames, picture, write_graph as td_graph
+    _, out = baked
+    td_graph(song.graph, lambda d: d["nodes"].update(bars={
+        "type": "frame_grid", "inputs": {"features": "smooth.features"}, "params": {"path": str(out), "vary": [0, 1]}}))
+    expected = offline_frames(song.graph)
+    audio = td.audiodeviceinCHOP("audio")
+    top = make_op(td, "top")
+    top.par.Graph, top.par.Audiochop = str(song.graph), audio
+    shown = []
+    for block in list(blocks(song.samples))[:40]:
+        cook(td, top, audio, block)
+        assert top.standin_errors == []
+        shown.append(picture(top).copy())
+    for k, rgb in enumerate(shown):
+        assert np.abs(rgb.astype(int) - as_uint8(expected[k]).astype(int)).max() <= 1, f"frame {k}"
+    assert len({rgb.tobytes() for rgb in shown}) > 5   # the point moved through the grid
