@@ -25,6 +25,7 @@ def add_web_commands(subparsers) -> None:
     p = subparsers.add_parser("glsl", help=text, description=text + " (features as a uniform float array, "
                               "the time as a uniform float).")
     _graph_arguments(p)
+    p.add_argument("--audio", metavar="FILE", help="audio file for the graph's audio_file node")
     p.add_argument("--node", metavar="NODE", help="the render node (default: the frame the graph shows)")
     p.add_argument("--target", choices=TARGETS, default="webgl2",
                    help="webgl2 (GLSL ES 3.00), glsl330, or touchdesigner (a GLSL TOP pixel shader)")

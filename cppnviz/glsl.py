@@ -186,6 +186,12 @@ class _Writer:
         if form is None or node.stage != "render":
             known = ", ".join(SHADER_FORMS)
             raise ShaderError(f"node '{name}' ({node.type_name}) has no shader form; nodes with one: {known}")
+        # A driven param changes every tick; the shader bakes params, so it cannot follow one yet.
+        for drive in getattr(self.graph, "drives", ()):
+            if drive.spec.node == name:
+                raise ShaderError(f"node '{name}' param '{drive.spec.param}' is driven by "
+                                  f"{drive.spec.source}.{drive.spec.port}: shaders bake params and cannot follow "
+                                  "a drive yet; remove the drive to export this node")
         body = form(self, name, node, fname)
         self.functions.append(body.replace("{time}", self.time_name))
         self.done.add(name)
@@ -256,7 +262,7 @@ def _tiler(w: _Writer, name: str, node, fname: str) -> str:
 def _spectrum_meter(w: _Writer, name: str, node, fname: str) -> str:
     p = node.p
     link = _features_link(w.graph, name)
-    bands = node.band_of_column
+    bands = node.band_of_channel[::3]  # the band each pixel column shows, -1 in the gaps
     n = len(node.heights) - 1
     color = ", ".join(literal(c) for c in node.color)
     body = [f"vec3 {fname}(vec2 ij) {{", "    vec2 p = floor(ij + 0.5);",
