@@ -391,6 +391,8 @@ def read_video(path: str, layout: Layout | None, warn) -> tuple[np.ndarray, Layo
         raise PictureError(f"cannot read '{path}': no such file")
     try:
         container = av.open(path)
+    except av.error.EOFError:
+        raise PictureError(f"cannot read '{path}': the video has no frames (or ends before its first)") from None
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise PictureError(f"cannot read '{path}': {getattr(exc, 'strerror', None) or exc}") from None
     with container:
