@@ -14,6 +14,7 @@ import numpy as np
 
 from .errors import CppnvizError, NodeRunError
 from .graph import Graph, Link
+from .stems import source_counts
 from .timebase import tick
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 def total_frames(graph: Graph, seconds: float | None = None) -> int:
     """Frames in an offline run: the shortest source, cut to `seconds` if given."""
     limit = math.ceil(Fraction(str(seconds)) * graph.ctx.fps) if seconds is not None else None
-    counts = [c for n in graph.nodes.values() if (c := n.frame_count(limit)) is not None]
+    counts = source_counts(graph, limit)   # several audio files (stems): one sets the length, the rest are padded
     if limit is not None:
         counts.append(limit)
     if not counts:
