@@ -1,0 +1,240 @@
+"""`cppnviz web` in a real headless Chromium (WebGL2 through SwiftShader): the page's pictures are the
+numpy node's, its clock picks the offline frame for a time, and a graph it cannot draw writes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from cppnviz import registry, runner
+from cppnviz.graph import load_graph, parse_assignment
+from cppnviz.node import Node
+from cppnviz.ports import Output, Spec
+from cppnviz.timebase import tick
+
+from conftest import SR, run_cli, write_wav
+
+ROOT = Path(__file__).parents[1]
+DEMO = ROOT / "examples" / "demo.wav"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: chromium)")
+SECONDS = 4        # of the demo song: features for 240 frames at 60 fps
+FRAMES = (30, 111, 200)
+
+# Graph, --set overrides, the render node: each a picture the page must draw as the numpy node does.
+VARIANTS = {
+    "tanh_vignette": ("mixed.yaml", [], "cppn"),
+    # sin is chaotic sooner: at 8 layers float32 rounding alone decides each pixel (numpy's picture is
+    # noise no other float32 implementation reproduces), so 6, as tests/test_cuda_shim.py does.
+    "sin_period": ("mixed.yaml", ["cppn.activation=sin", "cppn.layers=6", "cppn.vignette=false",
+                                  "cppn.period=2.0"], "cppn"),
+    "gaussian_gray": ("mixed.yaml", ["cppn.activation=gaussian", "cppn.output=gray", "cppn.scale=2.0",
+                                     "cppn.mapping=sigmoid"], "cppn"),
+    "tiler": ("tiled.yaml", ["tiles.tile_size=64", "tiles.layout=grid", "tiles.columns=4"], "tiles"),
+}
+
+
+def browser(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Headless Chromium with WebGL2 on SwiftShader (root needs --no-sandbox)."""
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--use-angle=swiftshader",
+                           "--enable-unsafe-swiftshader", "--hide-scrollbars", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def export(tmp_path: Path, name: str, graph: str, sets: list[str], song: Path = DEMO) -> Path:
+    folder = tmp_path / name
+    args = ["web", ROOT / "examples" / graph, "--audio", song, "--out", folder, "--seconds", SECONDS]
+    for s in sets:
+        args += ["--set", s]
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr
+    return folder / "index.html"
+
+
+def offline_frames(graph: str, sets: list[str], node: str, frames) -> dict[int, np.ndarray]:
+    """The node's own frames, 8-bit as the PNG encoder writes them, fed the features `cppnviz features` collects."""
+    overrides = [parse_assignment(s) for s in sets] + [("audio", "path", str(DEMO))]
+    g = load_graph(ROOT / "examples" / graph, overrides)
+    n = runner.total_frames(g, SECONDS)
+    feeding = g.links[node]["features"].node
+    rows = {k: values for k, _, values in runner.collect(g, feeding, ["features"], n)}
+    out = {}
+    for k in frames:
+        frame = g.nodes[node].process(tick(k, g.ctx.fps), features=rows[k])["frame"]
+        out[k] = np.clip(np.asarray(frame) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+@needs_chromium
+def test_page_pictures_match_the_numpy_nodes(tmp_path):
+    # Every variant at every time in one browser launch: a page of iframes, each the player's still mode.
+    pages = {name: export(tmp_path, name, graph, sets) for name, (graph, sets, _) in VARIANTS.items()}
+    cell = 256
+    cells, slots = [], {}
+    for row, name in enumerate(VARIANTS):
+        for col, k in enumerate(FRAMES):
+            height = 128 if name == "tiler" else 256  # 8 tiles of 64 in rows of 4
+            src = f"{pages[name].as_uri()}?t={k / 60!r}&still=1"
+            cells.append(f'<iframe src="{src}" style="position:absolute;left:{col * cell}px;top:{row * cell}px;'
+                         f'width:256px;height:{height}px;border:0"></iframe>')
+            slots[(name, k)] = (row * cell, col * cell, height)
+    harness = tmp_path / "harness.html"
+    harness.write_text("<!doctype html><body style='margin:0;background:#777'>" + "".join(cells) + "</body>")
+    shot = tmp_path / "shot.png"
+    width, height = cell * len(FRAMES), cell * len(VARIANTS)
+    done = browser(f"--screenshot={shot}", f"--window-size={width},{height}", harness.as_uri())
+    assert shot.exists(), done.stderr[-2000:]
+    picture = np.asarray(Image.open(shot).convert("RGB"))
+    errors = {}
+    for name, (graph, sets, node) in VARIANTS.items():
+        expected = offline_frames(graph, sets, node, FRAMES)
+        # The song moves the picture, so matching each time means the page looked up that time.
+        assert np.abs(expected[FRAMES[0]].astype(float) - expected[FRAMES[-1]]).mean() > 2.0, name
+        for k, frame in expected.items():
+            y, x, h = slots[(name, k)]
+            got = picture[y:y + h, x:x + 256].astype(np.float64)
+            assert frame.shape == got.shape
+            errors[(name, k)] = np.abs(got - frame).mean()
+    # The issue's bound: 2/255 mean absolute error (2 on 0..255 levels).
+    assert max(errors.values()) <= 2.0, errors
+
+
+def click_track(path: Path, clicks, seconds: float = 3.0) -> Path:
+    """Silence with a 4 ms burst of a 3 kHz tone at each click time."""
+    audio = np.zeros(round(seconds * SR))
+    burst = np.sin(2 * np.pi * 3000 * np.arange(round(0.004 * SR)) / SR) * 0.8
+    for c in clicks:
+        start = round(c * SR)
+        audio[start:start + burst.size] = burst
+    return write_wav(path, audio)
+
+
+@needs_chromium
+def test_the_page_draws_the_offline_frame_of_a_time(tmp_path):
+    clicks = (0.5, 1.3, 2.1)
+    song = click_track(tmp_path / "clicks.wav", clicks)
+    graph = tmp_path / "clicks.yaml"
+    graph.write_text(yaml.safe_dump({"fps": 60, "nodes": {
+        "audio": {"type": "audio_file", "params": {"path": str(song)}},
+        "bands": {"type": "stft_bands", "inputs": {"audio": "audio.audio"}, "params": {"bands": "octave8"}},
+        "meter": {"type": "spectrum_meter", "inputs": {"features": "bands.bands"}, "params": {"max_value": 50.0}}}}))
+    folder = tmp_path / "site"
+    done = run_cli("web", graph, "--out", folder)
+    assert done.returncode == 0, done.stderr
+    g = load_graph(graph)
+    offline = np.array([v for _, _, v in runner.collect(g, "bands", ["bands"], runner.total_frames(g))])
+    energy = offline.sum(axis=1)
+    fps = Fraction(60)
+    # Offline, each click is loudest in the frame whose time it is (windows centred on the frame).
+    for c in clicks:
+        k = int(c * fps)
+        assert energy[k] == energy[k - 3:k + 4].max() and energy[k] > 100 * energy[k - 6]
+    # The page at a time draws the frame the video shows then (k/fps <= t < (k+1)/fps), with its values;
+    # a time between frames blends toward the next one. One launch: stills in iframes report to a harness.
+    times = (*clicks, clicks[0] + 0.25 / 60, 2.999)
+    drawn = stills_reported(tmp_path, folder / "index.html", times)
+    for t in times:
+        k = int(t * 60 + 1e-6)
+        frame, shown = drawn[repr(t)]
+        assert frame == k, (t, frame)
+        w = t * 60 - k
+        expected = offline[k] * (1 - w) + offline[min(k + 1, len(offline) - 1)] * w
+        # float32 features blended in double: a few float32 ulps of the largest value.
+        np.testing.assert_allclose(shown, expected, rtol=0, atol=4 * np.finfo(np.float32).eps * offline.max())
+    assert len(offline) == 180 and drawn[repr(2.999)][0] == 179
+
+
+def stills_reported(tmp_path: Path, page: Path, times) -> dict[str, tuple[int, np.ndarray]]:
+    """{repr(t): (frame, values)} as the player's still mode reports them to the page embedding it."""
+    frames = "".join(f'<iframe src="{page.as_uri()}?t={t!r}&still=1" width=64 height=64></iframe>' for t in times)
+    harness = tmp_path / "stills.html"
+    harness.write_text("<!doctype html><body><pre id=log></pre><script>addEventListener('message', e => {"
+                       "const d = e.data.cppnviz; document.getElementById('log').textContent += "
+                       "d.t + ';' + d.frame + ';' + d.values + '\\n'; });</script>" + frames + "</body>")
+    dom = browser("--dump-dom", harness.as_uri()).stdout
+    log = re.search(r'<pre id="log">(.*?)</pre>', dom, re.S).group(1)
+    drawn = {}
+    for line in log.strip().splitlines():
+        t, frame, values = line.split(";")
+        drawn[repr(float(t))] = (int(frame), np.array(values.split(), np.float64))
+    assert sorted(drawn) == sorted(map(repr, times)), log
+    return drawn
+
+
+class FlatColor(Node):
+    """A render node with no shader form (this test's own)."""
+
+    type_name = "flat_color"
+    stage = "render"
+    inputs = ()
+    outputs = (Output("frame", "frame", "gray"),)
+    params = ()
+
+    def configure(self, inputs):
+        self.frame = np.full((32, 32, 3), 0.5, np.float32)
+        return {"frame": Spec("frame", shape=(32, 32, 3))}
+
+    def process(self, tick):
+        return {"frame": self.frame}
+
+
+def test_a_node_without_a_shader_form_writes_nothing(tmp_path, monkeypatch, capsys):
+    from cppnviz.cli import main
+
+    monkeypatch.setitem(registry.all_types(), "flat_color", FlatColor)
+    graph = tmp_path / "flat.yaml"
+    graph.write_text(yaml.safe_dump({"fps": 30, "nodes": {
+        "audio": {"type": "audio_file", "params": {"path": str(DEMO)}}, "flat": {"type": "flat_color"}}}))
+    before = set(tmp_path.iterdir())
+    assert main(["web", str(graph), "--out", str(tmp_path / "site")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: node 'flat' (flat_color) has no shader form; nodes with one: cppn, tiler, spectrum_meter"]
+    assert set(tmp_path.iterdir()) == before
+
+
+def test_folders_it_did_not_write_are_refused_and_its_own_replaced(tmp_path):
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "todo.txt").write_text("mine")
+    done = run_cli("web", ROOT / "examples/mixed.yaml", "--out", foreign, "--seconds", 1)
+    assert done.returncode == 2 and (foreign / "todo.txt").read_text() == "mine"
+    assert done.stderr.strip().splitlines() == [
+        f"error: cannot write '{foreign}': the folder holds files that `cppnviz web` did not write; "
+        "give a new or empty folder"]
+    site = tmp_path / "site"
+    for seconds in (1, 2):  # the second export replaces the first whole
+        done = run_cli("web", ROOT / "examples/mixed.yaml", "--out", site, "--seconds", seconds)
+        assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in site.iterdir()) == ["index.html", "shader.frag", "song.wav"]
+    assert '"n_frames": 120' in (site / "index.html").read_text()
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name or ".old-" in p.name] == []
+
+
+def test_a_song_browsers_may_not_play_is_transcoded(tmp_path):
+    import av
+
+    song = tmp_path / "song.aiff"
+    with av.open(str(song), "w", format="aiff") as out:
+        stream = out.add_stream("pcm_s16be", rate=SR, layout="mono")
+        samples = (np.sin(2 * np.pi * 440 * np.arange(SR) / SR) * 8000).astype(np.int16)[None]
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = SR
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    done = run_cli("web", ROOT / "examples/mixed.yaml", "--audio", song, "--out", tmp_path / "site")
+    assert done.returncode == 0, done.stderr
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name:format=duration",
+                            "-of", "default=nw=1", str(tmp_path / "site" / "song.ogg")],
+                           capture_output=True, text=True, check=True).stdout
+    assert "codec_name=opus" in probe
+    assert abs(float(re.search(r"duration=([\d.]+)", probe).group(1)) - 1.0) < 0.05
+    assert 'src="song.ogg"' in (tmp_path / "site" / "index.html").read_text()
