@@ -224,3 +224,40 @@ def test_refusals_are_one_line_and_write_nothing(songs, tmp_path, cli):
         [line] = err.splitlines()
         assert line.startswith("error: ") and words in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.mkv", "text.png"]
+
+
+def test_spectrogram_node_draws_the_picture_layout():
+    from cppnviz.nodes.spectrogram_image import SpectrogramImage
+    from drums import node, run as run_node
+
+    song = groove(120, 1.0, start=0.2)[0]
+    layout = sp.Layout(sr=SR, n_fft=256, hop_length=64, scale="linear", db_range=80.0)
+    made = node(SpectrogramImage, fps=50, width=64, height=129, n_fft=256, hop_length=64, scale="linear")
+    frames = run_node(made, song, fps=50)["frame"]
+    # the same columns and rows as to-image's picture: at tick k the newest column is the one centred on now
+    unit = sp.magnitude_to_unit(np.abs(sp.stft(song.astype(np.float64), n_fft=256, hop_length=64)), layout)[::-1]
+    k = len(frames) - 1
+    last = round(k * SR / 50) // 64
+    assert np.allclose(frames[k][:, :, 0], unit[:, last - 63:last + 1], atol=1e-6)   # float32 pixels of float64 maths
+    assert np.array_equal(frames[k][..., 0], frames[k][..., 2])
+    # scrolling: one tick later, the picture moved left by the columns that tick added
+    from cppnviz.ports import AudioWindow
+    from cppnviz.timebase import Tick
+
+    made.reset()
+    before, after = (made.process(Tick(i, i / 50), audio=AudioWindow(song, round(i * SR / 50), SR))["frame"].copy()
+                     for i in (k - 1, k))
+    step = last - round((k - 1) * SR / 50) // 64
+    assert step > 0 and np.array_equal(before[:, step:], after[:, :-step])
+
+
+def test_spectrogram_node_live_lags_half_a_window():
+    from cppnviz.nodes.spectrogram_image import SpectrogramImage
+    from drums import node, run as run_node
+
+    song = groove(120, 1.0, start=0.2)[0]
+    params = dict(fps=50, width=32, height=64, n_fft=256, hop_length=64)
+    offline = run_node(node(SpectrogramImage, **params), song, fps=50)["frame"]
+    live = run_node(node(SpectrogramImage, live=True, **params), song, fps=50, live=True)["frame"]
+    # live windows end at the newest sample: the newest column is n_fft/2 = 2 hops older than offline's
+    assert np.allclose(live[-1][:, 2:], offline[-1][:, :-2], atol=1e-6)
