@@ -305,7 +305,7 @@ def test_signal_stops_cleanly_and_releases_the_port(tmp_path, wav, listener, sig
         _, stderr = process.communicate(timeout=20)
     finally:
         process.kill() if process.poll() is None else None
-    assert process.returncode == 0, stderr
+    assert process.returncode == 130, stderr     # as a render reports it, with the summary
     assert "Traceback" not in stderr and "error" not in stderr, stderr
     assert summary(stderr).startswith("live: ")
     # The port is free again at once: a second run binds it and runs.
@@ -504,7 +504,7 @@ def test_oscquery_describes_the_running_graph(tmp_path, wav, listener):
         _, stderr = process.communicate(timeout=20)
     finally:
         process.kill() if process.poll() is None else None
-    assert process.returncode == 0, stderr
+    assert process.returncode == 130, stderr
     assert info["OSC_PORT"] == osc_port and info["OSC_TRANSPORT"] == "UDP"
     assert n_fft["VALUE"] == [2048]
 
@@ -544,7 +544,7 @@ def test_a_show_refuses_file_changes_counts_osc_and_prints_only_its_own_lines(tm
         stdout, stderr = process.communicate(timeout=20)
     finally:
         process.kill() if process.poll() is None else None
-    assert process.returncode == 0 and stdout == "", (stdout, stderr)
+    assert process.returncode == 130 and stdout == "", (stdout, stderr)
     assert summary(stderr).endswith("; OSC in: 3 received, 1 applied, 0 coalesced, 2 rejected, 0 dropped, "
                                     "1 malformed"), stderr
     assert "/audio/path 'other.wav' rejected" in stderr and "restart with the new file" in stderr

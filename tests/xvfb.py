@@ -1,0 +1,103 @@
+"""A real X server for window tests: Xvfb on a free display, screenshots with ImageMagick, input with xdotool."""
+
+from __future__ import annotations
+
+import io
+import os
+import select
+import shutil
+import subprocess
+import time
+
+import numpy as np
+
+TOOLS = ("Xvfb", "xdotool", "import", "xkill")
+
+
+def missing_tools() -> list[str]:
+    return [tool for tool in TOOLS if shutil.which(tool) is None]
+
+
+class Xvfb:
+    """Xvfb with one screen of `width` x `height` x 24 on the first free display number (Xvfb picks it)."""
+
+    def __init__(self, width: int, height: int):
+        self.size = (width, height)
+        for _ in range(3):   # another Xvfb started at the same moment may take the number it picked
+            self._start(width, height)
+            if self.run("xdotool", "getdisplaygeometry", check=False).split() == [str(width), str(height)]:
+                return
+            self.close()
+        raise RuntimeError(f"Xvfb did not start: {self.display} does not answer")
+
+    def _start(self, width: int, height: int) -> None:
+        read, write = os.pipe()
+        # -displayfd: Xvfb finds a free display itself and writes its number once it accepts clients.
+        self.process = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", f"{width}x{height}x24",
+                                         "-nolisten", "tcp"], pass_fds=(write,),
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(write)
+        text = b""
+        try:
+            # Read up to the newline: Xvfb writes it separately, and a closed pipe then stops the server.
+            while not text.endswith(b"\n") and select.select([read], [], [], 20)[0]:
+                if not (chunk := os.read(read, 64)):
+                    break
+                text += chunk
+        finally:
+            os.close(read)
+        number = text.decode().strip()
+        if not number.isdigit():
+            self.close()
+            raise RuntimeError("Xvfb did not start (no display number within 20 s)")
+        self.display = f":{number}"
+
+    def env(self, **extra) -> dict:
+        """The environment for a program on this display (and no sound card)."""
+        env = {**os.environ, "DISPLAY": self.display, "SDL_AUDIODRIVER": "dummy", **extra}
+        env.pop("SDL_VIDEODRIVER", None)
+        return env
+
+    def run(self, *args, check=True, timeout=20) -> str:
+        result = subprocess.run(list(args), capture_output=True, text=True, env=self.env(), timeout=timeout)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{args} failed: {result.stderr}")
+        return result.stdout
+
+    def screenshot(self, window: str = "root") -> np.ndarray:
+        """The screen (or one window) as uint8 (height, width, 3), taken with ImageMagick's `import`."""
+        from PIL import Image
+
+        png = subprocess.run(["import", "-display", self.display, "-window", window, "png:-"],
+                             capture_output=True, timeout=20, check=True).stdout
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+    def window_of(self, pid: int, timeout: float = 30.0) -> str:
+        """The id of the visible window process `pid` opened (SDL sets _NET_WM_PID)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.run("xdotool", "search", "--onlyvisible", "--pid", str(pid), check=False).split()
+            if found:
+                return found[0]
+            time.sleep(0.1)
+        raise AssertionError(f"no visible window of process {pid} within {timeout} s")
+
+    def geometry(self, window: str) -> tuple[int, int]:
+        """(width, height) of a window."""
+        out = self.run("xdotool", "getwindowgeometry", "--shell", window)
+        values = dict(line.split("=", 1) for line in out.split())
+        return int(values["WIDTH"]), int(values["HEIGHT"])
+
+    def key(self, window: str, *keys: str) -> None:
+        """Type keys into a window as a user would (focus, then XTEST key events)."""
+        self.run("xdotool", "windowfocus", "--sync", window)
+        self.run("xdotool", "key", "--clearmodifiers", *keys)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
