@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,3 +94,30 @@ def test_stem_mistakes_are_one_line_and_nothing_is_written(stems, args, expected
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(expected.replace("STEMS", str(stems))), result.stderr
     assert sorted(p.name for p in stems.iterdir()) == before
+
+
+SMALL = [f"--set={name}.{side}=32" for name in ("drums_picture", "PICTURE") for side in ("width", "height")]
+
+
+def test_the_stems_example_renders_with_the_separated_parts(tmp_path):
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    sets = [s.replace("PICTURE", "chords_picture") for s in SMALL]
+    result = run_cli("render", examples / "stems.yaml", "--seconds", "1", "--quiet", "--out", tmp_path / "s.mp4",
+                     *sets, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0",
+                            "-select_streams", "v", str(tmp_path / "s.mp4")], capture_output=True, text=True)
+    assert probe.stdout.strip() == "72,32"                     # two 32 px pictures and the 8 px gap
+
+
+def test_the_stem_files_example_reads_the_files_separate_writes(tmp_path):
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    write_wav(tmp_path / "song.wav", tone(440, 1.0) + tone(3000, 1.0))
+    for name in ("stems_files.yaml",):
+        (tmp_path / name).write_text((examples / name).read_text())
+    assert run_cli("separate", "song.wav", "--out-dir", "stems", cwd=tmp_path).returncode == 0
+    sets = [s.replace("PICTURE", "other_picture") for s in SMALL]
+    result = run_cli("render", "stems_files.yaml", "--audio", "mix=song.wav", "--quiet", "--out", "f.mp4", *sets,
+                     cwd=tmp_path)
+    assert result.returncode == 0 and "WARNING" not in result.stderr, result.stderr
+    assert (tmp_path / "f.mp4").stat().st_size > 0
