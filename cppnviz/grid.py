@@ -51,8 +51,11 @@ class GridError(CppnvizError):
 # -- frames -------------------------------------------------------------------------
 
 def to_uint8(frame: np.ndarray) -> np.ndarray:
-    """A float frame in [0, 1] as uint8 levels, rounded to nearest: what the grid stores."""
-    return np.rint(np.clip(np.asarray(frame, np.float32), 0.0, 1.0) * np.float32(255)).astype(np.uint8)
+    """A float frame in [0, 1] as uint8 levels, rounded as the encoder's PNG output rounds: what the grid stores."""
+    scaled = np.asarray(frame, np.float32) * np.float32(255)
+    scaled += np.float32(0.5)
+    np.clip(scaled, 0.0, 255.0, out=scaled)
+    return scaled.astype(np.uint8)   # truncates: with the 0.5, rounded to nearest
 
 
 def encode(frame: np.ndarray) -> bytes:
