@@ -125,10 +125,17 @@ def read_graph_file(path: str | Path) -> dict:
     return data
 
 
-def load_graph(path: str | Path, overrides: list[tuple[str, str, Any]] = (), *, live: bool = False) -> Graph:
-    """Read, validate and configure a graph file; `overrides` are (node, param, value) from --set."""
+def load_graph(path: str | Path, overrides: list[tuple[str, str, Any]] = (), *, live: bool = False,
+               preset: str | None = None) -> Graph:
+    """Read, validate and configure a graph file; `overrides` are (node, param, value) from --set.
+
+    `preset` (a file, or a shipped preset's name) is merged in before the checks.
+    """
     path = Path(path)
     data = read_graph_file(path)
+    if preset is not None:
+        from .presets import apply_preset
+        data = apply_preset(data, preset)
     return build_graph(data, base_dir=path.resolve().parent, overrides=overrides, live=live, path=path)
 
 
