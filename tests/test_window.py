@@ -3,8 +3,8 @@ ImageMagick, keys typed with xdotool, the window killed with xkill.
 
 The picture is a cppn frame that does not move (feature_gain 0, no period), so a screenshot can be
 compared with the frame rendered offline: every shown pixel must lie within the range of the source
-pixels its scaled footprint covers (any bilinear or box filter gives a convex mix of them), give or
-take the filter's 8-bit rounding, and everything outside the picture's rectangle must be black.
+pixels its scaled footprint covers (any bilinear or box filter gives a convex mix of them), less what
+the filter's 8-bit truncation may lose, and everything outside the picture's rectangle must be black.
 """
 
 from __future__ import annotations
@@ -27,9 +27,6 @@ from xvfb import Xvfb, missing_tools
 
 SCREEN = (800, 600)
 FPS = 30
-# smoothscale filters along x, then along y, keeping 8 bits between the passes and truncating each
-# time: a pixel may fall one level per pass below the exact mix of its source pixels.
-ROUNDING = 2
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +119,17 @@ def letterbox_rect(frame: tuple[int, int], area: tuple[int, int]) -> tuple[int, 
     return (aw - w) // 2, (ah - h) // 2, w, h
 
 
+def truncation(source: int, shown: int) -> int:
+    """Levels pygame's smoothscale may lose in its pass along an axis of `source` pixels drawn as `shown`.
+
+    Each pass keeps 8 bits and truncates (never rounds up): scaling up, once per pixel; scaling
+    down by r = source/shown, each of the up to ceil(r) + 1 source pixels a shown pixel touches is
+    weighted and truncated before the sum is divided by r.
+    """
+    ratio = source / shown
+    return 1 if ratio <= 1 else math.ceil((math.ceil(ratio) + 1) / ratio)
+
+
 def assert_shows(shot: np.ndarray, source: np.ndarray, rect: tuple[int, int, int, int],
                  crop: tuple[int, int, int, int] | None = None) -> None:
     """`shot` holds `source` (cropped to `crop`) scaled into `rect` and black everywhere else."""
@@ -145,7 +153,7 @@ def assert_shows(shot: np.ndarray, source: np.ndarray, rect: tuple[int, int, int
     lo = np.stack([col_lo[a:b].min(axis=0) for a, b in zip(*rows)])
     hi = np.stack([col_hi[a:b].max(axis=0) for a, b in zip(*rows)])
     shown = shot[y:y + h, x:x + w].astype(np.int16)
-    bad = (shown < lo - ROUNDING) | (shown > hi + ROUNDING)
+    bad = (shown < lo - truncation(cw, w) - truncation(ch, h)) | (shown > hi)
     assert not bad.any(), f"{np.count_nonzero(bad.any(axis=2))} of {w * h} pixels are not the frame's"
 
 
