@@ -21,6 +21,7 @@ from . import grid, runner
 from .argtypes import positive_seconds
 from .errors import CppnvizError, GraphError, OutputError, Problem
 from .outputs import check_file_output, check_not_an_input, partial_path
+from .ports import to_host
 
 log = logging.getLogger("cppnviz")
 
@@ -118,10 +119,11 @@ def parse_ranges(texts: list[str] | None, axes: int) -> list[list[float]] | None
 # -- bake ---------------------------------------------------------------------------------
 
 def cmd_bake(args) -> int:
-    from .cli import _overrides, absolute
+    from .cli import _overrides
     from .graph import load_graph, read_graph_file
+    from .timebase import tick
 
-    out = Path(absolute(args.out))
+    out = Path(absolute_path(args.out))
     check_file_output(out, what="a file name such as look.grid")
     flags = SimpleNamespace(set=args.set, audio=args.audio)     # --out names the grid, not an encoder
     graph = load_graph(args.graph, _overrides(flags, read_graph_file(args.graph)))
@@ -159,8 +161,6 @@ def cmd_bake(args) -> int:
                               source=source)
     base = np.asarray(fixed, np.float64)
     values_at = grid.axis_values(header)
-    from .timebase import tick
-
     t0 = tick(0, graph.ctx.fps)
     node.reset()
     node.start()
@@ -219,7 +219,7 @@ def _write(out: Path, header: dict, frames, args) -> None:
         with ThreadPoolExecutor(1, thread_name_prefix="deflate") as pool:
             pending: deque = deque()
             for frame in frames(grid.positions(header["steps"])[writer.done:]):
-                pending.append(pool.submit(grid.encode, grid.to_uint8(_host(frame))))
+                pending.append(pool.submit(grid.encode, grid.to_uint8(to_host(frame))))
                 while len(pending) > 2 or (pending and pending[0].done()):
                     writer.add(pending.popleft().result())
                     bar.update(1)
@@ -244,12 +244,8 @@ def _write(out: Path, header: dict, frames, args) -> None:
         write_contact_sheet(out, Path(absolute_path(args.contact_sheet)))
 
 
-def _host(frame):
-    from .ports import to_host
-    return to_host(frame)
-
-
 def absolute_path(text: str) -> str:
+    """A command-line path made absolute as every command does (cli.absolute)."""
     from .cli import absolute
     return absolute(text)
 
