@@ -343,7 +343,8 @@ class Drive:
         else:
             self._lo, self._hi = min(self._lo, blurred), max(self._hi, blurred)
             lo, hi = self._lo, self._hi
-        return float(_place(np.float64(blurred), lo, hi))
+        # Plain floats: numpy's per-call overhead on one number is most of a drive's cost per tick.
+        return 0.0 if hi <= lo else min(max((blurred - lo) / (hi - lo), 0.0), 1.0)
 
     def _may_change(self, k: int) -> bool:
         """The rate cap: at most floor(rate) changes in any 1 s (rate < 1: one per 1/rate s)."""
