@@ -300,17 +300,23 @@ class PreviewWindow:
         return lines
 
     def _panel(self, lines: list[tuple[str, tuple]], at: tuple[int, int] | None) -> None:
-        """Lines of text on a translucent dark panel at `at` (top-left), or centred when None."""
+        """Lines of text on a translucent dark panel at `at` (top-left), or centred when None.
+
+        A tab in a line starts a second column, aligned across the lines.
+        """
         pg = self._pg
-        texts = [self._font.render(text, True, colour) for text, colour in lines]
-        width = max(t.get_width() for t in texts) + 12
-        height = sum(t.get_height() for t in texts) + 8
+        rows = [[self._font.render(part, True, colour) for part in text.split("\t")] for text, colour in lines]
+        first = max(row[0].get_width() for row in rows if len(row) > 1) + 12 if any(len(r) > 1 for r in rows) else 0
+        width = max(sum(t.get_width() for t in row) + (first if len(row) > 1 else 0) for row in rows) + 12
+        height = sum(row[0].get_height() for row in rows) + 8
         panel = pg.Surface((width, height), pg.SRCALPHA)
         panel.fill((0, 0, 0, 150))
         y = 4
-        for t in texts:
-            panel.blit(t, (6, y))
-            y += t.get_height()
+        for row in rows:
+            panel.blit(row[0], (6, y))
+            if len(row) > 1:
+                panel.blit(row[1], (6 + first, y))
+            y += row[0].get_height()
         sw, sh = self._screen.get_size()
         self._screen.blit(panel, at if at is not None else ((sw - width) // 2, (sh - height) // 2))
 
@@ -336,7 +342,7 @@ class PreviewWindow:
         self._screen.blit(layer, (6, sh - full - 10))
 
     def _draw_help(self) -> None:
-        lines = [("keys", (255, 255, 255))] + [(f"{key:<10} {what}", (230, 230, 230)) for key, what in KEYS]
+        lines = [("keys", (255, 255, 255))] + [(f"{key}\t{what}", (230, 230, 230)) for key, what in KEYS]
         self._panel(lines, None)
 
     def close(self) -> None:

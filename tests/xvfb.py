@@ -72,15 +72,20 @@ class Xvfb:
                              capture_output=True, timeout=20, check=True).stdout
         return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
-    def window_of(self, pid: int, timeout: float = 30.0) -> str:
-        """The id of the visible window process `pid` opened (SDL sets _NET_WM_PID)."""
+    def window_of(self, pid: int, timeout: float = 30.0, settle: float = 0.5) -> str:
+        """The id of the visible window process `pid` opened (SDL sets _NET_WM_PID), once it has held
+        for `settle` seconds: SDL may replace a window while it sets its mode."""
         deadline = time.monotonic() + timeout
+        seen, since = None, 0.0
         while time.monotonic() < deadline:
             found = self.run("xdotool", "search", "--onlyvisible", "--pid", str(pid), check=False).split()
-            if found:
+            now = time.monotonic()
+            if found != seen:
+                seen, since = found, now
+            elif len(found) == 1 and now - since >= settle:
                 return found[0]
             time.sleep(0.1)
-        raise AssertionError(f"no visible window of process {pid} within {timeout} s")
+        raise AssertionError(f"no lasting visible window of process {pid} within {timeout} s (last seen {seen})")
 
     def geometry(self, window: str) -> tuple[int, int]:
         """(width, height) of a window."""
