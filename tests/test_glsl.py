@@ -18,6 +18,7 @@ from cppnviz.graph import build_graph
 
 from conftest import run_cli, write_tone
 
+ROOT = Path(__file__).parents[1]
 GLSLANG = shutil.which("glslangValidator")
 needs_glslang = pytest.mark.skipif(GLSLANG is None, reason="glslangValidator is not installed (Debian: glslang-tools)")
 
@@ -140,12 +141,22 @@ def test_cli_glsl_writes_the_touchdesigner_shader(tmp_path):
     song = write_tone(tmp_path / "song.wav", seconds=0.5)
     out = tmp_path / "cppn.glsl"
     done = run_cli("glsl", "examples/mixed.yaml", "--audio", song, "--target", "touchdesigner", "--node", "cppn",
-                   "--out", out, cwd=Path(__file__).parents[1])
+                   "--out", out, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     text = out.read_text()
     assert text.startswith("// cppnviz: node 'cppn' of mixed.yaml, 256x256 frame, target touchdesigner")
     assert "uniform float uFeatures[8];" in text and "fragColor = TDOutputSwizzle(" in text
-    done = run_cli("glsl", "examples/mixed.yaml", "--audio", song, "--node", "norm", cwd=Path(__file__).parents[1])
+    done = run_cli("glsl", "examples/mixed.yaml", "--audio", song, "--node", "norm", cwd=ROOT)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().splitlines() == ["error: node 'norm' (normalizer) has no shader form; "
                                                 "nodes with one: cppn, tiler, spectrum_meter"]
+
+
+def test_the_shipped_touchdesigner_shader_is_what_the_graph_generates():
+    from cppnviz.graph import load_graph
+
+    example = ROOT / "examples" / "touchdesigner"
+    shipped = (example / "mixed_live_glsl_top.glsl").read_text()
+    generated = graph_shader(load_graph(example / "mixed_live.yaml"), node="cppn", target="touchdesigner").source
+    assert shipped == generated, ("regenerate it: cppnviz glsl examples/touchdesigner/mixed_live.yaml --node cppn "
+                                  "--target touchdesigner --out examples/touchdesigner/mixed_live_glsl_top.glsl")
