@@ -34,8 +34,8 @@ FRAMES = (30, 111, 200)
 VARIANTS = {
     "tanh_vignette": ("mixed.yaml", [], "cppn"),
     # sin is chaotic sooner: at 8 layers float32 rounding alone decides each pixel (numpy's picture is
-    # noise no other float32 implementation reproduces), so 6, as tests/test_cuda_shim.py does.
-    "sin_period": ("mixed.yaml", ["cppn.activation=sin", "cppn.layers=6", "cppn.vignette=false",
+    # noise no other float32 implementation reproduces); at 6 SwiftShader was 1.2-1.4 levels off, at 5 ~0.5.
+    "sin_period": ("mixed.yaml", ["cppn.activation=sin", "cppn.layers=5", "cppn.vignette=false",
                                   "cppn.period=2.0"], "cppn"),
     "gaussian_gray": ("mixed.yaml", ["cppn.activation=gaussian", "cppn.output=gray", "cppn.scale=2.0",
                                      "cppn.mapping=sigmoid"], "cppn"),
@@ -104,6 +104,7 @@ def test_page_pictures_match_the_numpy_nodes(tmp_path):
             got = picture[y:y + h, x:x + 256].astype(np.float64)
             assert frame.shape == got.shape
             errors[(name, k)] = np.abs(got - frame).mean()
+    print("mean absolute error, 8-bit levels:", {f"{n}@{k}": round(e, 5) for (n, k), e in errors.items()})
     # The bound: 2/255 mean absolute error (2 on 0..255 levels).
     assert max(errors.values()) <= 2.0, errors
 
