@@ -114,7 +114,7 @@ def analyse(args) -> tuple[list[np.ndarray], Layout]:
     from .nodes.decode import decode_program
 
     from .phase import encode
-    from .soundpic import magnitude_to_unit, make_picture, stft
+    from .soundpic import magnitude_to_unit, make_picture, quantize, stft
 
     program, sr = decode_program(args.audio)
     db_range = args.db_range if args.db_range is not None else (80.0 if args.bits == 8 else 120.0)
@@ -124,8 +124,10 @@ def analyse(args) -> tuple[list[np.ndarray], Layout]:
     pictures = []
     for channel in program.T:
         S = stft(channel, n_fft=layout.n_fft, hop_length=layout.hop_length)
-        plane = encode(S, layout.phase, n_fft=layout.n_fft, hop_length=layout.hop_length, levels=layout.levels)
-        pictures.append(make_picture(magnitude_to_unit(np.abs(S), layout), plane, layout))
+        unit = magnitude_to_unit(np.abs(S), layout)
+        plane = encode(S, layout.phase, n_fft=layout.n_fft, hop_length=layout.hop_length, levels=layout.levels,
+                       silent=quantize(unit, layout) == 0)
+        pictures.append(make_picture(unit, plane, layout))
     return pictures, layout
 
 

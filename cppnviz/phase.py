@@ -28,19 +28,28 @@ def expected_advance(bins: int, *, n_fft: int, hop_length: int) -> np.ndarray:
     return (2 * np.pi * np.arange(bins) * hop_length / n_fft)[:, None]
 
 
-def encode(S: np.ndarray, kind: str, *, n_fft: int, hop_length: int, levels: int) -> np.ndarray | None:
-    """The phase plane [shape=S.shape] in [0, 1], quantised to `levels` steps; None for kind 'none'."""
+def encode(S: np.ndarray, kind: str, *, n_fft: int, hop_length: int, levels: int,
+           silent: np.ndarray | None = None) -> np.ndarray | None:
+    """The phase plane [shape=S.shape] in [0, 1], quantised to `levels` steps; None for kind 'none'.
+
+    Bins marked `silent` (black in the picture) hold the middle level instead of noise, so an image tool
+    never smears random phase into its neighbours; the decoder gives them no sound either way.
+    """
     if kind == "none":
         return None
     phase = np.angle(S)
+    middle = round(levels / 2) / levels
     if kind == "phase":
-        return np.round((phase + np.pi) / (2 * np.pi) * levels) / levels
+        plane = np.round((phase + np.pi) / (2 * np.pi) * levels) / levels
+        return plane if silent is None else np.where(silent, middle, plane)
     omega = expected_advance(S.shape[0], n_fft=n_fft, hop_length=hop_length)[:, 0]
     out = np.empty(S.shape)
     decoded = -omega            # the decoder's phase before column 0: column 0 then holds the phase itself
     for t in range(S.shape[1]):
         step = princarg(phase[:, t] - decoded - omega)
         q = np.round((step + np.pi) / (2 * np.pi) * levels) / levels
+        if silent is not None:   # the next loud column corrects the drift: each step is measured from `decoded`
+            q = np.where(silent[:, t], middle, q)
         out[:, t] = q
         decoded = decoded + omega + q * 2 * np.pi - np.pi
     return out

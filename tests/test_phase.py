@@ -89,3 +89,13 @@ def test_shipped_rebuild_beats_librosa_griffinlim_at_equal_time(song):
     ours_sc = sp.spectral_convergence(ours, mag, hop_length=HOP)
     theirs_sc = sp.spectral_convergence(theirs, mag, hop_length=HOP)
     assert ours_sc < theirs_sc, (ours_sc, theirs_sc, n_iter)
+
+
+def test_silent_bins_hold_the_middle_level_and_cost_nothing(song):
+    S = sp.stft(song, n_fft=N_FFT, hop_length=HOP)
+    silent = np.abs(S) < 1e-3 * np.abs(S).max()
+    for kind in ("phase", "deviation"):
+        plane = ph.encode(S, kind, n_fft=N_FFT, hop_length=HOP, levels=255, silent=silent)
+        assert np.all(plane[silent] == 128 / 255)
+        error = np.abs(ph.princarg(ph.decode(plane, kind, n_fft=N_FFT, hop_length=HOP) - np.angle(S)))
+        assert error[~silent].max() <= np.pi / 255 + 1e-9 * S.shape[1]
