@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -261,3 +263,18 @@ def test_spectrogram_node_live_lags_half_a_window():
     live = run_node(node(SpectrogramImage, live=True, **params), song, fps=50, live=True)["frame"]
     # live windows end at the newest sample: the newest column is n_fft/2 = 2 hops older than offline's
     assert np.allclose(live[-1][:, 2:], offline[-1][:, :-2], atol=1e-6)
+
+
+def test_spectrogram_example_renders_beside_the_cppn(tmp_path):
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    out = tmp_path / "spectrogram.mp4"
+    result = subprocess.run(["cppnviz", "render", examples / "spectrogram.yaml", "--out", out, "--seconds", "0.5",
+                             "--quiet"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 30 and frames[0].shape == (256, 512, 3)
+    # the left half is the spectrogram: gray (the encoder's YUV moves gray by a level or two), drawn by the end
+    left = frames[-1][:, :256].astype(int)
+    assert np.abs(left[..., 0] - left[..., 2]).max() <= 8 and left.mean() > 10
