@@ -1,5 +1,5 @@
-"""The performer's window under a real X server (Xvfb): `cppnviz live` runs, screenshots taken with
-ImageMagick, keys typed with xdotool, the window killed with xkill.
+"""The performer's window under a real X server (Xvfb): `cppnviz live` runs, screenshots dumped with
+xwd, keys typed with xdotool, the window's client killed from outside (XKillClient, as xkill does).
 
 The picture is a cppn frame that does not move (feature_gain 0, no period), so a screenshot can be
 compared with the frame rendered offline: every shown pixel must lie within the range of the source
@@ -32,8 +32,7 @@ FPS = 30
 @pytest.fixture(scope="module")
 def xvfb():
     if missing_tools():
-        pytest.skip(f"window tests need {', '.join(missing_tools())} (.ci/run installs xvfb, xdotool, "
-                    f"imagemagick, x11-utils)")
+        pytest.skip(f"window tests need {', '.join(missing_tools())} (.ci/run installs xvfb, xdotool, x11-apps)")
     server = Xvfb(*SCREEN)
     yield server
     server.close()
@@ -316,7 +315,7 @@ def test_a_window_killed_from_outside_ends_the_run_with_the_summary(tmp_path, xv
     try:
         window = xvfb.window_of(process.pid)
         wait_for(xvfb, shows_picture, window)
-        xvfb.run("xkill", "-display", xvfb.display, "-id", window)
+        xvfb.kill_client(window)
         stderr = finish(process)
     finally:
         stop(process)

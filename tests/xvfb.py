@@ -1,17 +1,17 @@
-"""A real X server for window tests: Xvfb on a free display, screenshots with ImageMagick, input with xdotool."""
+"""A real X server for window tests: Xvfb on a free display, screenshots with xwd, input with xdotool."""
 
 from __future__ import annotations
 
-import io
 import os
 import select
 import shutil
+import struct
 import subprocess
 import time
 
 import numpy as np
 
-TOOLS = ("Xvfb", "xdotool", "import", "xkill")
+TOOLS = ("Xvfb", "xdotool", "xwd")
 
 
 def missing_tools() -> list[str]:
@@ -65,12 +65,11 @@ class Xvfb:
         return result.stdout
 
     def screenshot(self, window: str = "root") -> np.ndarray:
-        """The screen (or one window) as uint8 (height, width, 3), taken with ImageMagick's `import`."""
-        from PIL import Image
-
-        png = subprocess.run(["import", "-display", self.display, "-window", window, "png:-"],
-                             capture_output=True, timeout=20, check=True).stdout
-        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+        """The screen (or one window) as uint8 (height, width, 3), dumped by the X server with `xwd`."""
+        args = ["-root"] if window == "root" else ["-id", window]
+        dump = subprocess.run(["xwd", "-silent", "-display", self.display, *args],
+                              capture_output=True, timeout=20, check=True).stdout
+        return read_xwd(dump)
 
     def window_of(self, pid: int, timeout: float = 30.0, settle: float = 0.5) -> str:
         """The id of the visible window process `pid` opened (SDL sets _NET_WM_PID), once it has held
@@ -98,6 +97,10 @@ class Xvfb:
         self.run("xdotool", "windowfocus", "--sync", window)
         self.run("xdotool", "key", "--clearmodifiers", *keys)
 
+    def kill_client(self, window: str) -> None:
+        """Destroy a window's connection from outside, as xkill does (XKillClient)."""
+        self.run("xdotool", "windowkill", window)
+
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -106,3 +109,21 @@ class Xvfb:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def read_xwd(dump: bytes) -> np.ndarray:
+    """An `xwd` dump (X Window Dump version 7, a TrueColor ZPixmap of 24 or 32 bits a pixel) as uint8 (height, width, 3)."""
+    fields = struct.unpack(">25I", dump[:100])   # XWDFileHeader: 25 big-endian CARD32
+    header_size, version, pixmap_format, _, width, height = fields[:6]
+    byte_order, bits_per_pixel, bytes_per_line = fields[7], fields[11], fields[12]
+    masks, colours = fields[14:17], fields[19]
+    if (version, pixmap_format) != (7, 2) or bits_per_pixel not in (24, 32):
+        raise ValueError(f"xwd dump of version {version}, format {pixmap_format}, {bits_per_pixel} bits a pixel")
+    size = bits_per_pixel // 8
+    start = header_size + 12 * colours            # the colour map (XWDColor, 12 bytes each) comes first
+    rows = np.frombuffer(dump, np.uint8, height * bytes_per_line, start).reshape(height, bytes_per_line)
+    data = rows[:, :size * width].reshape(height, width, size).astype(np.uint32)
+    order = range(size) if byte_order == 0 else reversed(range(size))   # LSBFirst: the first byte is the lowest
+    pixels = sum(data[..., i] << np.uint32(8 * k) for k, i in enumerate(order))
+    # Each channel by its mask: the lowest set bit says how far to shift.
+    return np.stack([(pixels & m) >> ((m & -m).bit_length() - 1) for m in masks], axis=2).astype(np.uint8)
