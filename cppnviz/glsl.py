@@ -94,7 +94,9 @@ def network_function(fname: str, net, *, half_y: float, half_x: float, scale: fl
     w_frame = np.asarray(net.weights64[0][3:], np.float64).astype(np.float32)
     if len(features) != net.n_features:
         raise ShaderError(f"{fname}: expected {net.n_features} feature expressions, found {len(features)}")
-    # Fitted networks carry one bias vector per layer; the seed's have none.
+    # Fitted networks carry biases (the seed's have none): layer 1's in b_first, which numpy adds to the
+    # per-frame term, the later layers' in biases[layer - 1].
+    b_first = np.asarray(getattr(net, "b_first", 0.0), np.float64).astype(np.float32)
     biases = getattr(net, "biases", None)
     total = sum(w.size for w in w_layers) + w_frame.size
     if total > MAX_WEIGHTS:
@@ -118,8 +120,8 @@ def network_function(fname: str, net, *, half_y: float, half_x: float, scale: fl
         cols = slice(4 * o, 4 * o + 4)
         terms = [f"y * {_vec4(first[0, cols])}", f"x * {_vec4(first[1, cols])}", f"r * {_vec4(first[2, cols])}"]
         terms += [f"{e} * {_vec4(frame[k, cols])}" for k, e in enumerate(extra) if frame[k, cols].any()]
-        if biases is not None:
-            terms.append(_vec4(_padded(np.asarray(biases[0], np.float32)[None], 1, nb * 4)[0, cols]))
+        if b_first.any():
+            terms.append(_vec4(_padded(np.broadcast_to(b_first, (hidden,))[None], 1, nb * 4)[0, cols]))
         lines.append(f"    vec4 h0_{o} = " + act.format(x=" + ".join(terms)) + ";")
     n_layers = len(w_layers)
     for layer in range(1, n_layers):
@@ -136,7 +138,8 @@ def network_function(fname: str, net, *, half_y: float, half_x: float, scale: fl
                     # which is the block's row k, so the block in C order is the constructor's order.
                     terms.append(f"mat4({', '.join(literal(v) for v in block.ravel())}) * h{layer - 1}_{i}")
             if biases is not None:
-                terms.append(_vec4(_padded(np.asarray(biases[layer], np.float32)[None], 1, nb_out * 4)[0, 4 * o:4 * o + 4]))
+                bias = _padded(np.asarray(biases[layer - 1], np.float32)[None], 1, nb_out * 4)
+                terms.append(_vec4(bias[0, 4 * o:4 * o + 4]))
             z = " + ".join(terms) or "vec4(0.0)"
             if last and net.mapping == "sigmoid":
                 # 1/(1+exp(-z)) == (1 + tanh(z/2)) / 2, as numpy computes it.
@@ -207,10 +210,16 @@ def _cppn(w: _Writer, name: str, node, fname: str) -> str:
     p = node.p
     link = _features_link(w.graph, name)
     n = node.network.n_features
-    features = [w.feature(link, k) for k in range(n)] if n else []
+    gain = literal(p.feature_gain)
+    neutral = getattr(node.network, "neutral", None)
+    if link is None and neutral is not None:
+        # A fitted look with no features link shows the neutral vector it was fitted for, as numpy does.
+        features, gain = [literal(v) for v in neutral], "1.0"
+    else:
+        features = [w.feature(link, k) for k in range(n)] if n else []
     half_y, half_x = (p.height / 2.0, p.width / 2.0) if p.aspect == "stretch" else (min(p.height, p.width) / 2.0,) * 2
     return network_function(fname, node.network, half_y=half_y, half_x=half_x, scale=p.scale, vignette=p.vignette,
-                            features=features, gain=literal(p.feature_gain))
+                            features=features, gain=gain)
 
 
 def _origin(view: np.ndarray, base: np.ndarray) -> tuple[int, int]:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from cppnviz import registry, runner
+from cppnviz import registry, runner, web
 from cppnviz.graph import load_graph, parse_assignment
 from cppnviz.node import Node
 from cppnviz.ports import Output, Spec
@@ -61,9 +61,12 @@ def export(tmp_path: Path, name: str, graph: str, sets: list[str], song: Path = 
 
 
 def offline_frames(graph: str, sets: list[str], node: str, frames) -> dict[int, np.ndarray]:
-    """The node's own frames, 8-bit as the PNG encoder writes them, fed the features `cppnviz features` collects."""
     overrides = [parse_assignment(s) for s in sets] + [("audio", "path", str(DEMO))]
-    g = load_graph(ROOT / "examples" / graph, overrides)
+    return frames_of(load_graph(ROOT / "examples" / graph, overrides), node, frames)
+
+
+def frames_of(g, node: str, frames) -> dict[int, np.ndarray]:
+    """The node's own frames, 8-bit as the PNG encoder writes them, fed the features `cppnviz features` collects."""
     n = runner.total_frames(g, SECONDS)
     feeding = g.links[node]["features"].node
     rows = {k: values for k, _, values in runner.collect(g, feeding, ["features"], n)}
@@ -78,9 +81,14 @@ def offline_frames(graph: str, sets: list[str], node: str, frames) -> dict[int, 
 def test_page_pictures_match_the_numpy_nodes(tmp_path):
     # Every variant at every time in one browser launch: a page of iframes, each the player's still mode.
     pages = {name: export(tmp_path, name, graph, sets) for name, (graph, sets, _) in VARIANTS.items()}
+    variants = dict(VARIANTS)
+    biased = biased_graph()
+    if biased is not None:  # fitted networks' biases, where the cppn node holds them
+        pages["biased"] = web.export(biased, tmp_path / "biased", seconds=SECONDS).folder / "index.html"
+        variants["biased"] = (None, None, "cppn")
     cell = 256
     cells, slots = [], {}
-    for row, name in enumerate(VARIANTS):
+    for row, name in enumerate(variants):
         for col, k in enumerate(FRAMES):
             height = 128 if name == "tiler" else 256  # 8 tiles of 64 in rows of 4
             src = f"{pages[name].as_uri()}?t={k / 60!r}&still=1"
@@ -90,13 +98,14 @@ def test_page_pictures_match_the_numpy_nodes(tmp_path):
     harness = tmp_path / "harness.html"
     harness.write_text("<!doctype html><body style='margin:0;background:#777'>" + "".join(cells) + "</body>")
     shot = tmp_path / "shot.png"
-    width, height = cell * len(FRAMES), cell * len(VARIANTS)
+    width, height = cell * len(FRAMES), cell * len(variants)
     done = browser(f"--screenshot={shot}", f"--window-size={width},{height}", harness.as_uri())
     assert shot.exists(), done.stderr[-2000:]
     picture = np.asarray(Image.open(shot).convert("RGB"))
-    errors = {}
-    for name, (graph, sets, node) in VARIANTS.items():
-        expected = offline_frames(graph, sets, node, FRAMES)
+    errors, pictures = {}, {}
+    for name, (graph, sets, node) in variants.items():
+        expected = frames_of(biased, node, FRAMES) if graph is None else offline_frames(graph, sets, node, FRAMES)
+        pictures[name] = expected
         # The song moves the picture, so matching each time means the page looked up that time.
         assert np.abs(expected[FRAMES[0]].astype(float) - expected[FRAMES[-1]]).mean() > 2.0, name
         for k, frame in expected.items():
@@ -104,9 +113,23 @@ def test_page_pictures_match_the_numpy_nodes(tmp_path):
             got = picture[y:y + h, x:x + 256].astype(np.float64)
             assert frame.shape == got.shape
             errors[(name, k)] = np.abs(got - frame).mean()
+    if "biased" in pictures:  # the biases change the picture, so a shader without them would fail
+        assert np.abs(pictures["biased"][111].astype(float) - pictures["tanh_vignette"][111]).mean() > 2.0
     print("mean absolute error, 8-bit levels:", {f"{n}@{k}": round(e, 5) for (n, k), e in errors.items()})
     # The issue's bound: 2/255 mean absolute error (2 on 0..255 levels).
     assert max(errors.values()) <= 2.0, errors
+
+
+def biased_graph():
+    """mixed.yaml with random biases on every layer of its network, as a fitted look has; None before fitting exists."""
+    g = load_graph(ROOT / "examples" / "mixed.yaml", [("audio", "path", str(DEMO)), ("cppn", "backend", "numpy")])
+    net = g.nodes["cppn"].network
+    if not (hasattr(net, "b_first") and hasattr(net, "biases")):
+        return None
+    rng = np.random.default_rng(18)
+    net.b_first = rng.normal(0, 0.5, net.w_layers[0].shape[1])
+    net.biases = [rng.normal(0, 0.5, w.shape[1]).astype(np.float32) for w in net.w_layers[1:]]
+    return g
 
 
 def click_track(path: Path, clicks, seconds: float = 3.0) -> Path:
