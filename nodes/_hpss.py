@@ -159,9 +159,6 @@ class Separator:
         self.spec = np.concatenate((self.spec, spec))
         self.mags = np.concatenate((self.mags, np.abs(spec)))
         self.frames = until
-        drop = self.frames * self.hop - self.n_fft // 2 - self.buffer_at    # keep from the next frame's start
-        self.buffer = self.buffer[drop:]
-        self.buffer_at += drop
 
     def _separate(self, until: int, end: int | None) -> None:
         """Masks for frames [masked, until), overlap-added; `end` is the frame count once the stream ended."""
@@ -177,31 +174,42 @@ class Separator:
         mags = self.mags[a - self.mags_at:b - self.mags_at]
         hf = self.kf // 2
         perc = median_rows(np.pad(mags, ((0, 0), (hf, hf)), mode="symmetric"), self.kf) if hf else mags.copy()
-        split = self.margin == 1
-        mask_h = softmask(harm, perc * self.margin, self.power, split)
-        mask_p = softmask(perc, harm * self.margin, self.power, split)
         spec = self.spec[:b - a]
+        mask_h = softmask(harm, perc * self.margin, self.power, self.margin == 1)
         harmonic = np.fft.irfft(spec * mask_h, n=self.n_fft, axis=1).astype(np.float32, copy=False)
-        percussive = np.fft.irfft(spec * mask_p, n=self.n_fft, axis=1).astype(np.float32, copy=False)
-        self._overlap_add(a, harmonic * self.window, percussive * self.window)
+        self._overlap_add(a, 0, harmonic * self.window)
+        self._overlap_add(a, 2, np.broadcast_to(self.window_sq, harmonic.shape))
+        if self.margin != 1:   # with margin 1 the masks sum to 1: the percussive part is the input less the harmonic
+            mask_p = softmask(perc, harm * self.margin, self.power, False)
+            percussive = np.fft.irfft(spec * mask_p, n=self.n_fft, axis=1).astype(np.float32, copy=False)
+            self._overlap_add(a, 1, percussive * self.window)
         self.masked = b
         self.spec = self.spec[b - a:]
         keep = max(0, b - h)                                 # the next time median starts at b - h
         self.mags = self.mags[keep - self.mags_at:]
         self.mags_at = keep
 
-    def _overlap_add(self, first: int, harmonic: np.ndarray, percussive: np.ndarray) -> None:
-        """Add frames first, first+1, ... into the accumulators, in frame order (the same sums, batch or not)."""
-        start = first * self.hop - self.n_fft // 2 - self.acc_at
-        need = start + (len(harmonic) - 1) * self.hop + self.n_fft
+    def _overlap_add(self, first: int, row: int, frames: np.ndarray) -> None:
+        """Add frames first, first+1, ... into accumulator `row`.
+
+        Every sample sums its frames in frame order, batch or not: the live output is the offline
+        output to the last bit. With a hop dividing n_fft, one add per hop-sized slice of the frames.
+        """
+        count, n_fft, hop = len(frames), self.n_fft, self.hop
+        start = first * hop - n_fft // 2 - self.acc_at
+        need = start + (count - 1) * hop + n_fft
         if need > self.acc.shape[1]:
             self.acc = np.concatenate((self.acc, np.zeros((3, need - self.acc.shape[1]), np.float32)), axis=1)
-        for i in range(len(harmonic)):
-            at = start + i * self.hop
-            part = self.acc[:, at:at + self.n_fft]
-            part[0] += harmonic[i]
-            part[1] += percussive[i]
-            part[2] += self.window_sq
+        acc = self.acc[row, start:need]
+        if n_fft % hop or start % hop:
+            for i in range(count):
+                acc[i * hop:i * hop + n_fft] += frames[i]
+            return
+        slices = n_fft // hop
+        blocks = acc.reshape(-1, hop)                  # a view: rows of the accumulator hop samples long
+        parts = frames.reshape(count, slices, hop)
+        for r in reversed(range(slices)):              # block m gets frame m - r: earlier frames first
+            blocks[r:r + count] += parts[:, r]
 
     def _emit(self, until: int) -> tuple[np.ndarray, np.ndarray]:
         """Output samples [emitted, until), normalised by the summed squared window (where it is not ~0)."""
@@ -213,10 +221,18 @@ class Separator:
         done = self.acc[:, lo:hi]
         norm = done[2]
         safe = np.where(norm > TINY, norm, 1)
-        harmonic, percussive = done[0] / safe, done[1] / safe
+        harmonic = done[0] / safe
+        if self.margin == 1:
+            percussive = self.buffer[self.emitted - self.buffer_at:until - self.buffer_at] - harmonic
+        else:
+            percussive = done[1] / safe
         self.acc = self.acc[:, hi:]
         self.acc_at = until
         self.emitted = until
+        # Input is kept from the next frame's start, and from the next sample out (percussive = input - harmonic).
+        keep = min(self.frames * self.hop - self.n_fft // 2, until)
+        self.buffer = self.buffer[keep - self.buffer_at:]
+        self.buffer_at = keep
         return harmonic, percussive
 
 
@@ -231,8 +247,14 @@ def hpss(y: np.ndarray, **kwargs) -> tuple[np.ndarray, np.ndarray]:
     for c, channel in enumerate(flat):
         separator = Separator(**kwargs)
         at = 0
-        blocks = (separator.feed(channel[start:start + BLOCK]) for start in range(0, len(channel), BLOCK))
-        for h, p in (*blocks, separator.flush()):
+        for h, p in _blocks(separator, channel):
             harmonic[c, at:at + len(h)], percussive[c, at:at + len(p)] = h, p
             at += len(h)
     return harmonic.reshape(y.shape), percussive.reshape(y.shape)
+
+
+def _blocks(separator: Separator, channel: np.ndarray):
+    """The parts of a whole channel, one block at a time (memory stays flat), then the end of the stream."""
+    for start in range(0, len(channel), BLOCK):
+        yield separator.feed(channel[start:start + BLOCK])
+    yield separator.flush()
