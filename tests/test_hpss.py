@@ -202,3 +202,20 @@ def test_separate_refuses_in_one_line_and_writes_nothing(tmp_path, case):
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert result.stderr.startswith("error: ") and (expected is None or result.stderr.strip() == expected)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_live_run_adds_the_look_ahead_to_the_latency_it_prints(tmp_path):
+    (tmp_path / "g.yaml").write_text(
+        "fps: 30\n"
+        "nodes:\n"
+        "  mic: {type: audio_in}\n"
+        "  split: {type: hpss, inputs: {audio: mic.audio}}\n"
+        "  bands: {type: stft_bands, inputs: {audio: split.percussive}}\n"
+        "  picture: {type: cppn, inputs: {features: bands.bands}, params: {width: 16, height: 16}}\n")
+    result = run_cli("live", "g.yaml", "--input", "--audio-backend", "null", "--no-window", "--seconds", "0.5",
+                     "--osc-port", "0", cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    summary = [line for line in result.stderr.splitlines() if line.startswith("live: ")][-1]
+    assert "(including 221 ms look-ahead)" in summary                 # (2048 + 15 * 512) / 44100 s
+    mean = float(summary.split("latency newest sample -> frame ready mean ")[1].split(" ms")[0])
+    assert mean >= 221
