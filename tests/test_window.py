@@ -13,6 +13,7 @@ import math
 import signal
 import subprocess
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,10 @@ import yaml
 from conftest import cppnviz_command, ctrl_c_reaches_it, tone, write_wav
 from cppnviz import runner
 from cppnviz.graph import load_graph
-from cppnviz.preview import natural_size, parse_size, placement
+from cppnviz.live import LiveStats
+from cppnviz.ports import AudioWindow
+from cppnviz.preview import PreviewWindow, level_db, natural_size, parse_size, placement
+from cppnviz.host_bridge.osc.control import ParamControl
 from xvfb import Xvfb, missing_tools
 
 SCREEN = (800, 600)
@@ -98,8 +102,11 @@ def wait_for(xvfb: Xvfb, what, window: str = "root", timeout: float = 20.0) -> n
     """Screenshots until `what(shot)` holds; the last one."""
     deadline = time.monotonic() + timeout
     while True:
-        shot = xvfb.screenshot(window)
-        if what(shot):
+        try:
+            shot = xvfb.screenshot(window)
+        except subprocess.CalledProcessError:   # the window changed size while being dumped: look again
+            shot = None
+        if shot is not None and what(shot):
             return shot
         assert time.monotonic() < deadline, "the screen never showed what was expected"
         time.sleep(0.1)
@@ -181,9 +188,52 @@ def test_natural_size_scales_small_frames_up_and_large_ones_down_to_the_screen()
             parse_size(bad)
 
 
+def test_overlay_says_song_time_rates_level_osc_and_warns_when_the_frame_rate_collapses(tmp_path, monkeypatch):
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    path = graph(tmp_path, 64, 36)
+    control = ParamControl(load_graph(path))
+    window = PreviewWindow(song="song.wav", osc_port=9000, control=control, overlay=True)
+    window.open()
+    try:
+        stats = LiveStats(44100, Fraction(FPS))
+        n = round(44100 / FPS)
+        audio = AudioWindow(np.full(3 * n, 0.5, np.float32), now=2 * n, sample_rate=44100)
+        frame = np.full((36, 64, 3), 0.5, np.float32)
+        started = time.perf_counter()
+        while time.perf_counter() - started < 1.6:     # 2 of every 3 frames dropped: 10 of 30 fps shown
+            stats.frames += 1
+            stats.dropped += 2
+            window.show(frame, None, stats, index=3 * stats.frames, end=600, audio=audio)
+            time.sleep(1 / 10)
+        control.handle("/cppn/scale", [2.0])
+        window.show(frame, None, stats, index=540, end=600, audio=audio)
+        lines = window._lines(stats, 540, 600, audio)
+        warning = window._collapse(stats)
+    finally:
+        window.close()
+    assert lines[0] == "song.wav  0:18, 0:01 left"
+    assert lines[1].endswith("fps of 30, 67% dropped")
+    assert lines[2] == f"input {20 * math.log10(0.5):5.1f} dBFS"                  # a constant 0.5: -6.0 dBFS
+    assert lines[3].startswith("OSC in :9000, ") and "last 0.0 s ago" in lines[3]
+    assert warning is not None and warning.startswith("LOW FRAME RATE") and "smaller render size" in warning
+    assert "grid" in warning
+
+
+def test_input_level_is_the_rms_of_the_frames_newest_audio():
+    n = 44100 // FPS
+    t = np.arange(4 * n) / 44100
+    sine = (0.5 * np.sin(2 * np.pi * 450 * t)).astype(np.float32)     # 15 whole periods in 1/30 s
+    offline = AudioWindow(sine, now=2 * n, sample_rate=44100)
+    assert level_db(offline, FPS) == pytest.approx(20 * math.log10(0.5 / math.sqrt(2)), abs=1e-4)
+    live_window = AudioWindow(np.concatenate([np.zeros(3 * n, np.float32), sine[:n]]), now=0, sample_rate=44100,
+                              final=False)                             # live: the newest samples are the last
+    assert level_db(live_window, FPS) == pytest.approx(20 * math.log10(0.5 / math.sqrt(2)), abs=1e-4)
+    assert level_db(AudioWindow(np.zeros(3 * n, np.float32), now=n, sample_rate=44100), FPS) == -math.inf
+
+
 # -- the real window ----------------------------------------------------------------------
 
-def test_non_integer_scale_and_fullscreen_are_letterboxed_and_f_and_q_work(tmp_path, xvfb):
+def test_non_integer_scales_resized_and_fullscreen_are_letterboxed_and_f_and_q_work(tmp_path, xvfb):
     path = graph(tmp_path, 160, 90)
     frame = offline_frame(path)
     process = start(xvfb, path, "--window-size", "500x500")
@@ -192,6 +242,13 @@ def test_non_integer_scale_and_fullscreen_are_letterboxed_and_f_and_q_work(tmp_p
         assert xvfb.geometry(window) == (500, 500)
         shot = wait_for(xvfb, shows_picture, window)
         assert_shows(shot, frame, letterbox_rect((160, 90), (500, 500)))    # x3.125: (0, 109, 500, 281)
+
+        # Resized (kept inside the screen: xwd dumps only what is on it): bars at the sides now.
+        xvfb.run("xdotool", "windowsize", "--sync", window, "640", "250")
+        shot = wait_for(xvfb, lambda s: s.shape[:2] == (250, 640) and s[125, 320].any() and not s[125, 5].any(),
+                        window)
+        assert_shows(shot, frame, letterbox_rect((160, 90), (640, 250)))    # x2.78: (98, 0, 444, 250)
+        xvfb.run("xdotool", "windowsize", "--sync", window, "500", "500")
 
         xvfb.key(window, "f")
         shot = wait_for(xvfb, lambda s: s[5, 5].any() == 0 and s[300, 5].any())   # the whole screen's width
