@@ -4,7 +4,9 @@ playback  a 4x4 grid at each size, a new point (between nodes: 4 frames blended)
           calling thread only (median wall time, and the thread's CPU time: on a shared machine the
           wall time includes waiting for a core); against the cppn node (8 layers of 16, every core)
           at the same size, measured in the same run. Memory: the grid's frames as held (uint8) and the process's peak RSS.
-bake      `cppnviz bake` (the real command) of the same CPPN, 16x16 steps at 512x512 by default.
+bake      `cppnviz bake` (the real command) of the same CPPN, 16x16 steps at 512x512 by default: wall
+          time (start-up and analysis included), the command's own fps, and its CPU time (both cores
+          busy: CPU time / wall time near 2).
 psnr      an 8x16 tanh CPPN at 64x64 over features 0 and 1 in 0..1 (the others at 0.5), linear blending
           at 200 random points against rendering the CPPN there, for steps 8, 16, 32, 64.
 
@@ -108,7 +110,8 @@ def playback(sizes: list[str], folder: Path) -> None:
 
 
 def bake(specs: list[str], folder: Path) -> None:
-    print(f"{'grid':>16} {'frames':>7} {'seconds':>8} {'fps':>7} {'file MiB':>9} {'of raw':>7}")
+    print(f"{'grid':>16} {'frames':>7} {'seconds':>8} {'fps':>7} {'CPU s':>7} {'cores busy':>10} {'file MiB':>9} "
+          f"{'of raw':>7}")
     graph = folder / "bake.yaml"
     wav = ROOT / "examples" / "demo.wav"
     for spec in specs:
@@ -121,15 +124,18 @@ def bake(specs: list[str], folder: Path) -> None:
         command = [sys.executable, "-m", "cppnviz.launch", "bake", str(graph), "--node", "cppn", "--vary", "0,1",
                    "--steps", str(steps), "--range", "0:1", "--range", "0:1", "--fixed", ",".join(["0.5"] * 8),
                    "--out", str(out), "--quiet"]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
         wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         if result.returncode != 0:
             raise SystemExit(result.stderr)
         fps = float(re.search(r"in [0-9.]+ s: ([0-9.]+) fps", result.stderr).group(1))
         n = steps * steps
         size = out.stat().st_size
-        print(f"{spec:>16} {n:7d} {wall:8.1f} {fps:7.1f} {size / 2**20:9.1f} {size / (n * width * height * 3):7.1%}",
+        print(f"{spec:>16} {n:7d} {wall:8.1f} {fps:7.1f} {cpu:7.1f} {cpu / wall:10.2f} {size / 2**20:9.1f} {size / (n * width * height * 3):7.1%}",
               flush=True)
         out.unlink()
 
