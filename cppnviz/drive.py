@@ -299,6 +299,26 @@ class Drive:
         """Set min, max or amount while running (OSC /<node>/<param>/drive/...); checked by the caller."""
         self.mapping = replace(self.mapping, **{field_name: float(number)})
 
+    def fields(self) -> list[tuple[str, Param]]:
+        """The fields a host may steer (min, max, amount), each declared like a param, with its range.
+
+        min and max lie in the param's range (choices and bools: their indexes); above 0 for curve exp.
+        """
+        decl = self.decl
+        if decl.type in ("choice", "bool"):
+            low, high = 0, (len(decl.choices) if decl.type == "choice" else 2) - 1
+        else:
+            low, high = decl.min, decl.max
+        if self.mapping.curve == "exp" and (low is None or low <= 0):
+            low = 1e-6   # the curve runs on the logarithm
+        units = "choices by index" if decl.type in ("choice", "bool") else "in the param's units"
+        ends = [(name, Param(name, "float", getattr(self.mapping, name), f"the driven value at input "
+                             f"{0 if name == 'min' else 1} ({units})", min=low, max=high, unit=decl.unit))
+                for name in ("min", "max")]
+        amount = Param("amount", "float", self.mapping.amount, "0: the param's static value, 1: the driven one",
+                       min=0, max=1)
+        return [*ends, ("amount", amount)]
+
     # -- the prepass -------------------------------------------------------------------------
     def prepare(self, xs: np.ndarray) -> None:
         """Offline: the source's value at every tick of the run -> the 0..1 input of every tick."""

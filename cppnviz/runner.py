@@ -39,13 +39,15 @@ class Scheduler:
         self.names = names if names is not None else list(graph.nodes)
         self.outputs: dict[tuple[str, str], Any] = {}
         self.seconds: dict[str, float] = defaultdict(float)
-        # Drives of the nodes run here, by the node they set and by the node they follow.
+        # Drives by the node they set (applied when it runs here) and by the node they follow (fed when
+        # it runs here, whether or not the node they set does: a split run, analysis apart from render).
         running = set(self.names)
         self.drives_into: dict[str, list] = defaultdict(list)
         self.drives_from: dict[str, list] = defaultdict(list)
         for drive in graph.drives:
             if drive.spec.node in running:
                 self.drives_into[drive.spec.node].append(drive)
+            if drive.spec.source in running:
                 self.drives_from[drive.spec.source].append(drive)
 
     def inputs(self, name: str) -> dict[str, Any]:

@@ -70,7 +70,7 @@ class ParamControl:
         # Driven params, and their mapping fields: address -> (drive, field, the field's declaration).
         self._drives = {(d.spec.node, d.spec.param): d for d in graph.drives}
         self._drive_targets = {f"/{d.spec.node}/{d.spec.param}/{DRIVE}/{name}": (d, name, decl)
-                               for d in graph.drives for name, decl in drive_fields(d)}
+                               for d in graph.drives for name, decl in d.fields()}
         self.stats: dict[str, int] = dict.fromkeys(STATS, 0)
         self._lock = threading.Lock()
         self._seq = 0
@@ -320,20 +320,3 @@ class ParamControl:
         with self._lock:
             return len(self._now) + len(self._timed)
 
-
-def drive_fields(drive) -> list[tuple[str, Param]]:
-    """The steerable fields of a drive's mapping, each declared like a param (min and max in the param's range)."""
-    decl = drive.decl
-    if decl.type in ("choice", "bool"):
-        low, high = 0, (len(decl.choices) if decl.type == "choice" else 2) - 1
-    else:
-        low, high = decl.min, decl.max
-    if drive.mapping.curve == "exp" and (low is None or low <= 0):
-        low = 1e-6   # the curve runs on the logarithm
-    units = "choices by index" if decl.type in ("choice", "bool") else "in the param's units"
-    ends = [(name, Param(name, "float", getattr(drive.mapping, name), f"the driven value at input "
-                         f"{0 if name == 'min' else 1} ({units})", min=low, max=high, unit=decl.unit))
-            for name in ("min", "max")]
-    amount = Param("amount", "float", drive.mapping.amount, "drive amount: 0 the static value, 1 the driven one",
-                   min=0, max=1)
-    return [*ends, ("amount", amount)]

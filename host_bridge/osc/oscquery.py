@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 from cppnviz.errors import CppnvizError
 from cppnviz.params import Param
 
-from .control import ParamControl, drive_fields
+from .control import ParamControl
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def drive_entry(control: ParamControl, node: str, param: str) -> dict[str, Any]:
     drive = control.drive(node, param)
     base = f"/{node}/{param}/drive"
     contents = {}
-    for name, decl in drive_fields(drive):
+    for name, decl in drive.fields():
         contents[name] = {"FULL_PATH": f"{base}/{name}", "TYPE": "f", "VALUE": [getattr(drive.mapping, name)],
                           "ACCESS": ACCESS_READ_WRITE, "DESCRIPTION": decl.doc, "CLIPMODE": ["both"],
                           "RANGE": [{"MIN": decl.min, "MAX": decl.max}]}

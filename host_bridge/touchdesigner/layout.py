@@ -24,7 +24,7 @@ a typed or driven value reaches the whole range.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,9 @@ from cppnviz.graph import Graph, resolve_path
 from cppnviz.params import Param
 
 from .naming import assign_names
+
+# The page of the drives' mappings (capitalised: node names, and so node pages, are lowercase).
+DRIVE_PAGE = "Drive"
 
 # A log-scaled param's slider spans the default divided and multiplied by this (see above).
 LOG_SLIDER_SPAN = 10.0
@@ -57,6 +60,7 @@ class ParSpec:
     norm_min: float | None = None
     norm_max: float | None = None
     choices: tuple[str, ...] = ()
+    read_only: bool = False  # a driven param: the drive sets it every tick
 
 
 @dataclass(frozen=True)
@@ -152,16 +156,31 @@ def spec_for(name: str, node: str, decl: Param) -> ParSpec:
 def build_layout(graph: Graph, page_nodes: list[str], reserved: tuple[str, ...], *, generation: int,
                  targets: tuple[str, ...], target: str) -> Layout:
     """The pages for `page_nodes` (in the graph file's order) with their current values."""
+    drives = [d for d in getattr(graph, "drives", ()) if d.spec.node in page_nodes]   # (plain stand-ins have none)
+    driven = {(d.spec.node, d.spec.param): d for d in drives}
+    # A mapping field's param is 'scale/drive/min': the pipeline steers the drive with it.
+    steered = [(d.spec.node, f"{d.spec.param}/drive/{name}", decl) for d in drives for name, decl in d.fields()]
     pairs = [(node, decl.name) for node in page_nodes for decl in graph.nodes[node].params]
-    names = assign_names(pairs, reserved)
+    names = assign_names(pairs + [(node, key) for node, key, _ in steered], reserved)
     pages, values = [], {}
     for node in page_nodes:
         specs = []
         for decl in graph.nodes[node].params:
             spec = spec_for(names[(node, decl.name)], node, decl)
+            if (node, decl.name) in driven:
+                spec = replace(spec, read_only=True, help=f"{spec.help}; driven by {driven[(node, decl.name)].spec.label}:"
+                                                           f" its mapping is on the {DRIVE_PAGE} page")
             specs.append(spec)
             values[spec.name] = to_td(decl, getattr(graph.nodes[node].p, decl.name))
         if specs:
             pages.append((node, tuple(specs)))
+    if steered:
+        specs = []
+        for node, key, decl in steered:
+            param, _, name = key.partition("/drive/")
+            spec = replace(spec_for(names[(node, key)], node, decl), param=key, label=f"{node} {param} {name}")
+            specs.append(spec)
+            values[spec.name] = float(decl.default)
+        pages.append((DRIVE_PAGE, tuple(specs)))
     return Layout(generation=generation, pages=tuple(pages), values=values, targets=targets, target=target,
                   fps=float(graph.ctx.fps))

@@ -149,6 +149,7 @@ def build_node_pages(op, layout: Layout, *, keep_values: bool) -> None:
 
 def _configure(par, spec: ParSpec) -> None:
     par.help = spec.help
+    par.readOnly = spec.read_only
     if spec.style in ("Float", "Int"):
         if spec.min is not None:
             par.min = spec.min

@@ -29,6 +29,8 @@ RETRY_SECONDS = 1.0
 IDLE_SECONDS = 5.0
 # The bridge's own parameters: node params never take these names.
 RESERVED = ("Graph", "Output", "Features", "Audiochop", "Reload", "Reset", "Async", "Dtype")
+# What a Drive page parameter's param holds between the driven param and the mapping field: 'scale/drive/min'.
+DRIVEN = "/drive/"
 
 
 @dataclass
@@ -148,8 +150,9 @@ class Pipeline:
         """Build a new Session; the old one is closed first, so a failure leaves none (never half of one)."""
         self._close()
         self.key = key
-        overrides = [(n, p, v) for (n, p), v in self.overrides.items()]
+        overrides = [(n, p, v) for (n, p), v in self.overrides.items() if DRIVEN not in p]
         self.session = Session(key[0], pushed=key[1], kind=self.kind, target=target, overrides=overrides)
+        self._steer_drives()
         self.failed, self.error = None, None
         self.last_frame = None
 
@@ -176,6 +179,15 @@ class Pipeline:
             return  # read from the pages of an earlier load; the pages are being rebuilt
         for td_name, node_name, param, raw in job.changes:
             session = self.session
+            if DRIVEN in param:
+                self._steer(td_name, node_name, param, raw, out)
+                continue
+            drive = next((d for d in session.graph.drives if (d.spec.node, d.spec.param) == (node_name, param)), None)
+            if drive is not None:
+                # Read-only on the page; an expression or export on it still reaches here.
+                out.notes[td_name] = ("warning", f"{node_name}.{param} is driven by {drive.spec.label} (drive:); "
+                                                 f"steer it on the Drive page")
+                continue
             node = session.graph.nodes[node_name]
             decl = node.param(param)
             current = to_td(decl, getattr(node.p, param))
@@ -204,13 +216,37 @@ class Pipeline:
             out.notes[td_name] = (("warning", f"{node_name}.{param}: {raw!r} is out of range; clamped to "
                                               f"{to_td(decl, checked)!r}") if clamped else None)
 
+    def _steer(self, td_name: str, node_name: str, key: str, raw: Any, out: Outcome) -> None:
+        """A drive's mapping field from the Drive page ('scale/drive/min'): checked, clamped, kept across rebuilds."""
+        param, _, name = key.partition(DRIVEN)
+        drive = next(d for d in self.session.graph.drives if (d.spec.node, d.spec.param) == (node_name, param))
+        decl = dict(drive.fields())[name]
+        try:
+            value, clamped = decl.check(raw, clamp=True)
+        except ParamError as exc:
+            out.notes[td_name] = ("error", f"{node_name}.{key}: {exc}; still {getattr(drive.mapping, name)!r}")
+            return
+        drive.steer(name, value)
+        self.overrides[(node_name, key)] = value
+        out.notes[td_name] = (("warning", f"{node_name}.{key}: {raw!r} is out of range; clamped to {value!r}")
+                              if clamped else None)
+
+    def _steer_drives(self) -> None:
+        """A graph built again gets the Drive page's values back (they are not params the file could hold)."""
+        for (node_name, key), value in self.overrides.items():
+            param, sep, name = key.partition(DRIVEN)
+            for drive in self.session.graph.drives if sep else ():
+                if (drive.spec.node, drive.spec.param) == (node_name, param):
+                    drive.steer(name, value)
+
     def _rebuild_with(self, node_name: str, param: str, value: Any) -> None:
         """Build the graph again with one more change (its state and clock restart); keep the running one if that fails."""
-        overrides = [(n, p, v) for (n, p), v in {**self.overrides, (node_name, param): value}.items()]
+        overrides = [(n, p, v) for (n, p), v in {**self.overrides, (node_name, param): value}.items() if DRIVEN not in p]
         old = self.session
         candidate = Session(self.key[0], pushed=self.key[1], kind=self.kind, target=old.target, overrides=overrides)
         old.close()
         self.session = candidate
+        self._steer_drives()
         self.last_frame = None
 
     def _retarget(self, job: Job, out: Outcome) -> None:

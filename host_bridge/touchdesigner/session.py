@@ -178,6 +178,8 @@ class Session:
         for name in self._file_order:
             if name in self.needed or name in self._picture_nodes:
                 self.graph.nodes[name].reset()
+        for drive in self.graph.drives:
+            drive.reset()
         self.next_frame = 0
         self.stepped = self.rendered = None
         self.origin: float | None = None
