@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from cppnviz.errors import GraphError, Problem
+from cppnviz.errors import GraphError, ParamError, Problem
 from cppnviz.node import Node
 from cppnviz.params import Param
 from cppnviz.ports import Input, Output, Spec, to_host
@@ -17,7 +17,7 @@ def _size(shape) -> str:
 
 
 class Stack(Node):
-    """Frames placed in a row, a column or a grid (one picture per stem), gaps between them."""
+    """Frames placed in a row, a column or a grid (one picture per stem), gaps and labels optional."""
 
     type_name = "stack"
     stage = "render"
@@ -32,6 +32,8 @@ class Stack(Node):
         Param("gap", "int", 0, "pixels between neighbouring frames", min=0, max=512, unit="px"),
         Param("background", "float", 0.0, "grey level of the gaps and of empty grid cells (0 black, 1 white)",
               min=0, max=1),
+        Param("labels", "str", "", "captions, comma-separated, one per frame in order, drawn white on a black "
+              "outline in each frame's top-left corner; empty: none"),
     )
 
     def configure(self, inputs):
@@ -61,7 +63,27 @@ class Stack(Node):
             size = (rows * h + (rows - 1) * p.gap, cols * w + (cols - 1) * p.gap)
         self.frame = np.full((*size, 3), p.background, np.float32)
         self.views = [self.frame[y:y + s[0], x:x + s[1]] for (y, x), s in zip(origins, shapes)]
+        self.text, self.outline = self._captions(size, origins, len(shapes))
         return {"frame": Spec("frame", shape=(*size, 3))}
+
+    def _captions(self, size, origins, count) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Masks of the labels' pixels and of a one-pixel outline around them (drawn once: labels do not change)."""
+        labels = [t.strip() for t in self.p.labels.split(",")] if self.p.labels.strip() else []
+        if len(labels) > count:
+            raise ParamError(f"param 'labels': {len(labels)} captions for {count} frames, found {self.p.labels!r}")
+        if not labels:
+            return None, None
+        from PIL import Image, ImageDraw   # only when labels are asked for
+
+        image = Image.new("L", (size[1], size[0]), 0)
+        draw = ImageDraw.Draw(image)
+        for (y, x), label in zip(origins, labels):
+            draw.text((x + 3, y + 2), label, fill=255)
+        text = np.asarray(image) > 127
+        grown = text.copy()
+        for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)):
+            grown |= np.roll(text, (dy, dx), axis=(0, 1))
+        return text, grown & ~text
 
     def _line(self, lengths: list[int], across: int, along: int) -> tuple[list[tuple[int, int]], tuple[int, int]]:
         """Origins of frames one after another along axis `along` (0 down, 1 right), gaps between; the total size."""
@@ -74,4 +96,7 @@ class Stack(Node):
     def process(self, tick, frames):
         for view, frame in zip(self.views, frames):
             view[...] = to_host(frame)
+        if self.text is not None:
+            self.frame[self.outline] = 0.0
+            self.frame[self.text] = 1.0
         return {"frame": self.frame}

@@ -78,3 +78,14 @@ def test_other_layouts_name_the_sizes_they_cannot_arrange(layout, shapes):
     from cppnviz.errors import GraphError
     with pytest.raises(GraphError, match=f"layout {layout} needs frames of one (width|size); found 4x4, "):
         stacked(shapes, layout=layout)
+
+
+def test_labels_are_drawn_in_each_frames_corner_and_off_by_default():
+    plain = stacked([(24, 40), (24, 40)], gap=2)
+    labelled = stacked([(24, 40), (24, 40)], gap=2, labels="ab, cd")
+    changed = np.any(labelled != plain, axis=2)
+    assert changed[:14, 2:30].any() and changed[:14, 44:72].any()    # a caption in each frame's corner
+    assert not changed[14:].any() and not changed[:, 30:44].any()   # and nowhere else
+    assert set(np.unique(labelled[changed])) <= {0.0, 1.0}           # white text, black outline
+    with pytest.raises(Exception, match="param 'labels': 3 captions for 2 frames"):
+        stacked([(24, 40), (24, 40)], labels="a,b,c")
