@@ -222,7 +222,7 @@ class PreviewWindow:
                 self._sized = True
                 if not self.fullscreen:
                     self._set_mode(False)
-            rgb = np.ascontiguousarray((np.clip(image[..., :3], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+            rgb = to_rgb8(image[..., :3])
             self._picture = (rgb, pg.image.frombuffer(rgb, (width, height), "RGB"))   # a view of rgb, no copy
         screen = self._screen = pg.display.get_surface()   # a resized window has a new surface
         screen.fill((0, 0, 0))
@@ -230,7 +230,7 @@ class PreviewWindow:
             picture = self._picture[1]
             src, dst = placement(picture.get_size(), screen.get_size(), self.fit)
             part = picture.subsurface(src) if src[2:] != picture.get_size() else picture
-            screen.blit(pg.transform.smoothscale(part, dst[2:]), dst[:2])
+            screen.blit(pg.transform.smoothscale(part, dst[2:]) if dst[2:] != src[2:] else part, dst[:2])
         self._note(now, stats)
         warning = self._collapse(stats)
         if self.overlay:
@@ -353,6 +353,14 @@ class PreviewWindow:
 
 _IO_ERROR_HANDLER = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
 _LOST_HANDLER = None
+
+
+def to_rgb8(image: np.ndarray) -> np.ndarray:
+    """A float frame in [0, 1] as contiguous 8-bit RGB, rounded: (clip(x, 0, 1) * 255 + 0.5) truncated."""
+    scaled = np.multiply(image, np.float32(255.0), dtype=np.float32)   # one new buffer, then in place
+    np.clip(scaled, 0.0, 255.0, out=scaled)
+    scaled += np.float32(0.5)
+    return scaled.astype(np.uint8)
 
 
 def clock_text(seconds: float) -> str:
