@@ -4,9 +4,14 @@ numpy node's, its clock picks the offline frame for a time, and a graph it canno
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import re
 import shutil
+import signal
 import subprocess
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -224,6 +229,42 @@ def stills_reported(tmp_path: Path, page: Path, times) -> dict[str, tuple[int, n
         drawn[repr(float(t))] = (int(frame), np.array(values.split(), np.float64))
     assert sorted(drawn) == sorted(map(repr, times)), log
     return drawn
+
+
+@needs_chromium
+def test_playing_the_page_draws_the_frames_of_the_audio_clock(tmp_path):
+    # The player as a user runs it (not the still mode): the song plays and every animation frame draws
+    # the analysis frame of the audio element's currentTime. The probe wraps the page's draw() to log it.
+    site = tmp_path / "site"
+    assert run_cli("web", ROOT / "examples/mixed.yaml", "--out", site, "--seconds", 6).returncode == 0
+    probe = ("<script>const drawn = []; const pageDraw = draw;"
+             "draw = t => { const k = pageDraw(t); drawn.push([t, k, audio.currentTime]); return k; };"
+             "audio.play();"
+             "setTimeout(() => console.log('cppnviz probe ' + JSON.stringify(drawn)), 3000);</script></body>")
+    page = site / "probe.html"
+    page.write_text((site / "index.html").read_text().replace("</body>", probe))
+    browser = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--use-angle=swiftshader",
+                                "--enable-unsafe-swiftshader", "--autoplay-policy=no-user-gesture-required",
+                                "--window-size=128,128", "--enable-logging=stderr", "--v=0", page.as_uri()],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    def stop():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(browser.pid, signal.SIGTERM)  # the browser started above, with its helpers
+    guard = threading.Timer(120, stop)  # a page that never reports must not hang the test run
+    guard.start()
+    try:
+        line = next((line for line in browser.stderr if "cppnviz probe" in line), "")
+    finally:
+        guard.cancel()
+        stop()
+        browser.wait(timeout=30)
+    drawn = json.loads(re.search(r"cppnviz probe (\[.*\])", line).group(1))
+    times = [t for t, _, _ in drawn]
+    assert len(drawn) >= 3 and times[-1] - times[0] > 1.0, drawn  # the song played
+    assert times == sorted(times)
+    for t, k, now in drawn:
+        assert k == int(t * 60 + 1e-6)  # the offline video's frame at that time
+        assert 0 <= now - t < 0.1        # t was the audio clock, read as the frame was drawn
 
 
 class FlatColor(Node):
