@@ -147,6 +147,8 @@ class PreviewWindow:
 
     def _set_mode(self, fullscreen: bool) -> None:
         pg = self._pg
+        if fullscreen and self._screen is not None and not self.fullscreen:
+            self.window_size = self._screen.get_size()   # back from fullscreen at the size the user left
         if fullscreen:
             # The screen's own size, no border; the picture is scaled to it.
             self._screen = pg.display.set_mode((0, 0), pg.FULLSCREEN | pg.NOFRAME, display=self.screen)
