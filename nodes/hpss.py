@@ -57,7 +57,8 @@ class HPSS(Node):
                              kernel_bins=kernel_bins(p.kernel_hz, sr, p.n_fft), power=p.power, margin=p.margin)
         self.separator = Separator(**self.settings)
         self.keep = max(round(REACH_S * sr), MIN_REACH)   # live: history kept for downstream windows
-        self.fitted = None
+        # Offline, the separation stays until the next prepass (a param change between ticks keeps it).
+        self.fitted = getattr(self, "fitted", None)
         self.reset()
         spec = Spec("audio", sample_rate=sr)
         return {"harmonic": spec, "percussive": spec}
@@ -86,18 +87,24 @@ class HPSS(Node):
 
     # -- the stream -------------------------------------------------------------------------
     def reset(self):
+        self._restart(0)
+
+    def _restart(self, at: int) -> None:
+        """Separate afresh from stream position `at`, as from the start of a track."""
         self.separator.reset()
-        self.fed = 0                    # stream position of the next input sample to feed
+        self.fed = at                   # stream position of the next input sample to feed
         self.parts = _Buffer(2)         # harmonic and percussive from stream position parts.start
+        self.parts.start = self.parts.end = at
 
     def _feed(self, audio: AudioWindow, until: int) -> None:
         """Feed the separator the input samples [fed, until) and keep what it returns."""
+        if self.fed < audio.start:
+            # The source no longer holds samples never fed (a param change mid-show rebuilt the separator,
+            # an input stalled for seconds): start again from what it holds rather than invent the gap.
+            self._restart(audio.start)
         if until <= self.fed:
             return
-        lo = self.fed - audio.start
-        new = audio.samples[max(lo, 0):until - audio.start]
-        if lo < 0:   # the source forgot samples before they were fed (a stalled live input): silence
-            new = np.concatenate((np.zeros(-lo, np.float32), new))
+        new = audio.samples[self.fed - audio.start:until - audio.start]
         self.fed = until
         self._keep(*self.separator.feed(new))
 

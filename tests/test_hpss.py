@@ -219,3 +219,30 @@ def test_a_live_run_adds_the_look_ahead_to_the_latency_it_prints(tmp_path):
     assert "(including 221 ms look-ahead)" in summary                 # (2048 + 15 * 512) / 44100 s
     mean = float(summary.split("latency newest sample -> frame ready mean ")[1].split(" ms")[0])
     assert mean >= 221
+
+
+def test_a_live_param_change_restarts_from_what_the_source_holds(mix):
+    """A new power mid-show: the separator starts again from the source's history, not from the song's start."""
+    drums, chords, y, _ = mix
+    made = node(HPSS, live=True)
+    history = SR   # the source keeps 1 s, as audio_in does
+
+    def tick(k):
+        now = sample_at(k, SR, Fraction(60))
+        first = max(0, now - history)
+        return now, first, made.process(Tick(k, k / 60), audio=AudioWindow(y[first:now], now - first, SR, final=False,
+                                                                            start=first))
+
+    for k in range(120):
+        tick(k)
+    made.set_param("power", 1.0)
+    now, first, _ = tick(120)
+    assert made.separator.received == now - first          # 1 s fed again, not 2 s
+    later = _hpss.hpss(y[first:], power=1.0)[1]             # what a separation from `first` gives
+    for k in range(121, 200):
+        now, _, out = tick(k)
+        window = out["percussive"]
+        end = window.start + len(window.samples)
+        assert end == now - made.latency
+        if end - first > made.latency:
+            np.testing.assert_allclose(window.samples[-735:], later[end - first - 735:end - first], rtol=0, atol=1e-4)
