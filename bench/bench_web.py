@@ -11,6 +11,7 @@ reference in the same run is the numpy node rendering the same 1080p frame on th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import re
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -42,17 +44,20 @@ def page_fps(page: Path, seconds: float, width: int, height: int) -> str:
                                 "--enable-unsafe-swiftshader", f"--window-size={width},{height}",
                                 "--enable-logging=stderr", "--v=0", url],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + seconds + 120
+    def stop():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(browser.pid, signal.SIGTERM)  # the browser's own process group, started above
+    guard = threading.Timer(seconds + 120, stop)  # a page that never reports ends the read
+    guard.start()
     try:
         for line in browser.stderr:
             found = re.search(r"cppnviz bench: (fps [^\"]*)", line)
             if found:
                 return found.group(1)
-            if time.monotonic() > deadline:
-                break
         raise SystemExit("the page reported no fps")
     finally:
-        os.killpg(browser.pid, signal.SIGTERM)  # the browser's own process group, started above
+        guard.cancel()
+        stop()
         browser.wait(timeout=30)
 
 
