@@ -57,3 +57,35 @@ def test_driven_params_are_read_only_and_the_drive_page_steers_the_mapping(td, s
     cook(td, top, audio, next(feed))
     rebuilt = bridge_of(top).pipeline.session.graph.drives[0]
     assert rebuilt is not drive and rebuilt.mapping.max == 4.0 and top.standin_errors == []
+
+
+def test_the_preset_menu_applies_a_shipped_preset_over_the_graph(td, song):
+    data = yaml.safe_load(yaml.safe_dump(GRAPH))
+    # strobe_safe sets smooth's time constant and drives from beats.pulse: a graph with those nodes takes it.
+    data["nodes"]["beats"] = {"type": "beats", "inputs": {"audio": "audio.audio"}}
+    data["nodes"]["bars"]["drive"] = {}
+    data["nodes"]["cppn"] = {"type": "cppn", "inputs": {"features": "smooth.features"},
+                             "params": {"width": 16, "height": 16, "backend": "numpy"}}
+    graph = song.folder / "presettable.yaml"
+    graph.write_text(yaml.safe_dump(data, sort_keys=False))
+    audio = td.audiodeviceinCHOP("audio")
+    top = make_op(td, "top")
+    top.par.Graph, top.par.Audiochop = str(graph), audio
+    feed = blocks(song.samples)
+    assert top.par.Preset.menuNames == ["none", "beat_punch", "calm_zoom", "colour_drift", "strobe_safe", "tiled_bloom"]
+    cook(td, top, audio, next(feed))
+    settle(td)
+    assert bridge_of(top).pipeline.session.graph.drives == [] and node(top, "smooth").p.time_constant == 0.2
+
+    top.par.Preset = "strobe_safe"
+    cook(td, top, audio, next(feed))
+    settle(td)
+    cook(td, top, audio, next(feed))
+    session = bridge_of(top).pipeline.session
+    assert {(d.spec.node, d.spec.param): d.mapping.rate for d in session.graph.drives} == {
+        ("cppn", "scale"): 2, ("cppn", "feature_gain"): 1}
+    assert node(top, "smooth").p.time_constant == 0.8 and top.standin_errors == []
+    assert top.par.Cppnscale.readOnly and top.par.Cppnscaledrivemax.eval() == 1.3
+    top.par.Preset = "none"
+    cook(td, top, audio, next(feed))
+    assert bridge_of(top).pipeline.session.graph.drives == [] and node(top, "smooth").p.time_constant == 0.2

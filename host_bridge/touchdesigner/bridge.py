@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from cppnviz import presets
 from cppnviz.errors import AudioError, CppnvizError
 
 from . import frames, pages
@@ -42,6 +43,10 @@ AUDIOCHOP = Fixed("Audiochop", "CHOP", "Audio CHOP", "a time-sliced audio CHOP (
                   "the graph, replacing the graph's audio_file; empty: the graph's own audio file, paced by time")
 RELOAD = Fixed("Reload", "Pulse", "Reload", "read the graph file again (its values replace the ones set here)")
 RESET = Fixed("Reset", "Pulse", "Reset", "clear every node's state and restart at frame 0")
+NO_PRESET = "none"
+PRESET = Fixed("Preset", "Menu", "Preset", "a shipped preset applied over the graph: its drives and params "
+               "(`cppnviz presets` says what each does); none: the graph as written", NO_PRESET,
+               (NO_PRESET, *(p.stem for p in presets.shipped())))
 
 
 def _plain(style: str, value: Any) -> Any:
@@ -145,6 +150,12 @@ class Bridge:
     def _async(self, op) -> bool:
         return False
 
+    def _preset(self, op) -> str:
+        """The chosen shipped preset, '' for none (an operator set up before the menu existed has none)."""
+        par = getattr(op.par, "Preset", None)
+        value = str(par.eval()) if par is not None else NO_PRESET
+        return "" if value == NO_PRESET else value
+
     def _dtype(self, op) -> str:
         return "uint8"
 
@@ -153,7 +164,8 @@ class Bridge:
         job = Job(graph=str(op.par.Graph.eval()), target=str(getattr(op.par, self.target_par).eval()),
                   pushed=chop is not None, seconds=float(self.td.absTime.seconds),
                   generation=self.layout.generation if self.layout else 0,
-                  reload="Reload" in self.pulses, reset="Reset" in self.pulses, dtype=self._dtype(op))
+                  reload="Reload" in self.pulses, reset="Reset" in self.pulses, dtype=self._dtype(op),
+                  preset=self._preset(op))
         self.pulses.clear()
         if chop is not None:
             if not chop.isTimeSlice:
@@ -256,7 +268,7 @@ class TopBridge(Bridge):
         GRAPH,
         Fixed("Output", "Menu", "Output", "which picture to show: node.port (auto: the last one in the graph)",
               AUTO, (AUTO,)),
-        AUDIOCHOP, RELOAD, RESET,
+        AUDIOCHOP, PRESET, RELOAD, RESET,
         Fixed("Async", "Toggle", "Async", "render on a worker thread; each cook shows the newest finished frame",
               False),
         Fixed("Dtype", "Menu", "Dtype", "pixel format handed to TouchDesigner: uint8 (8-bit) or float32",
@@ -297,7 +309,7 @@ class ChopBridge(Bridge):
         GRAPH,
         Fixed("Features", "Menu", "Features", "which features output: node.port (auto: the one feeding the picture)",
               AUTO, (AUTO,)),
-        AUDIOCHOP, RELOAD, RESET,
+        AUDIOCHOP, PRESET, RELOAD, RESET,
     )
 
     def _audio_chop(self, op):

@@ -28,7 +28,7 @@ RETRY_SECONDS = 1.0
 # A worker thread with no job for this long ends (the next job starts another).
 IDLE_SECONDS = 5.0
 # The bridge's own parameters: node params never take these names.
-RESERVED = ("Graph", "Output", "Features", "Audiochop", "Reload", "Reset", "Async", "Dtype")
+RESERVED = ("Graph", "Output", "Features", "Audiochop", "Preset", "Reload", "Reset", "Async", "Dtype")
 # What a Drive page parameter's param holds between the driven param and the mapping field: 'scale/drive/min'.
 DRIVEN = "/drive/"
 
@@ -49,6 +49,7 @@ class Job:
     reset: bool = False
     dtype: str = "uint8"
     render: bool = True
+    preset: str = ""                     # a shipped preset's name, '' for none
 
 
 @dataclass
@@ -132,7 +133,7 @@ class Pipeline:
 
     # -- loading ------------------------------------------------------------------------------
     def _load(self, job: Job, out: Outcome) -> None:
-        key = (job.graph, job.pushed)
+        key = (job.graph, job.pushed, job.preset)
         if not job.reload:
             if self.session is not None and key == self.key:
                 return
@@ -140,18 +141,19 @@ class Pipeline:
                 bug, when = self.failed[2:]
                 if bug or job.seconds - when < RETRY_SECONDS:
                     return  # keep showing the error rather than re-reading the graph every frame
-        if job.reload or self.key is None or key[0] != self.key[0]:
-            self.overrides.clear()  # the file is read afresh: its values win
+        if job.reload or self.key is None or key[0] != self.key[0] or key[2] != self.key[2]:
+            self.overrides.clear()  # the file (or another preset) is read afresh: its values win
         self._open(key, job.target)
         out.layout = self._layout()
         out.warnings = list(self.session.warnings)
 
-    def _open(self, key: tuple[str, bool], target: str) -> None:
+    def _open(self, key: tuple[str, bool, str], target: str) -> None:
         """Build a new Session; the old one is closed first, so a failure leaves none (never half of one)."""
         self._close()
         self.key = key
         overrides = [(n, p, v) for (n, p), v in self.overrides.items() if DRIVEN not in p]
-        self.session = Session(key[0], pushed=key[1], kind=self.kind, target=target, overrides=overrides)
+        self.session = Session(key[0], pushed=key[1], kind=self.kind, target=target, overrides=overrides,
+                               preset=key[2])
         self._steer_drives()
         self.failed, self.error = None, None
         self.last_frame = None
@@ -171,7 +173,7 @@ class Pipeline:
         self._close(failed=True)
         self.error = exc
         bug = not isinstance(exc, CppnvizError)
-        self.failed = ((job.graph, job.pushed), _mtime(job.graph), bug, job.seconds)
+        self.failed = ((job.graph, job.pushed, job.preset), _mtime(job.graph), bug, job.seconds)
 
     # -- changes from TouchDesigner -----------------------------------------------------------
     def _apply(self, job: Job, out: Outcome) -> None:
@@ -243,7 +245,8 @@ class Pipeline:
         """Build the graph again with one more change (its state and clock restart); keep the running one if that fails."""
         overrides = [(n, p, v) for (n, p), v in {**self.overrides, (node_name, param): value}.items() if DRIVEN not in p]
         old = self.session
-        candidate = Session(self.key[0], pushed=self.key[1], kind=self.kind, target=old.target, overrides=overrides)
+        candidate = Session(self.key[0], pushed=self.key[1], kind=self.kind, target=old.target, overrides=overrides,
+                            preset=self.key[2])
         old.close()
         self.session = candidate
         self._steer_drives()

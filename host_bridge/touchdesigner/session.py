@@ -31,6 +31,7 @@ import numpy as np
 from cppnviz import registry
 from cppnviz.errors import AudioError, GraphError, Problem
 from cppnviz.graph import Link, build_graph, read_graph_file
+from cppnviz.presets import apply_preset
 from cppnviz.runner import Scheduler
 from cppnviz.timebase import sample_at
 
@@ -89,12 +90,14 @@ def _declared(data: Any, overrides) -> list[tuple[str, str, Any]]:
 class Session:
     """A loaded graph, the output it shows, and its clock. Used by one thread at a time."""
 
-    def __init__(self, path: str, *, pushed: bool, kind: str, target: str = AUTO, overrides=()):
+    def __init__(self, path: str, *, pushed: bool, kind: str, target: str = AUTO, overrides=(), preset: str = ""):
         if not str(path).strip():
             raise GraphError([Problem("Graph", "no graph file set; choose a .yaml graph file")])
         self.path = Path(path).expanduser()
         self.kind = kind  # 'frame' (Script TOP) or 'features' (Script CHOP)
         data = read_graph_file(self.path)
+        if preset:
+            data = apply_preset(data, preset)
         if pushed:
             data = with_pushed_audio(data)
         graph = build_graph(data, base_dir=self.path.resolve().parent, overrides=_declared(data, overrides),
