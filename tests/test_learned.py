@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import start_cli
 from pieces import piece, write_wav
 from cppnviz import learn, runner
 from cppnviz.graph import build_graph
@@ -178,3 +180,18 @@ def test_bad_songs_are_skipped_and_no_usable_song_is_one_error(songs, tmp_path):
     damaged.write_bytes(out.read_bytes()[:200])
     with pytest.raises(Exception, match="damaged or truncated"):
         LearnedModel.load(damaged)
+
+
+def test_ctrl_c_during_training_exits_130_and_leaves_no_file(songs, tmp_path):
+    out = tmp_path / "m.npz"
+    proc = start_cli("learn", *songs, "--out", out, "--epochs", "1000", "--holdout", "0", "--method", "autoencoder")
+    # The progress bar's first epoch means decoding is over and training has begun.
+    seen = ""
+    while "epoch" not in seen:
+        line = proc.stderr.read(64)
+        assert line, "the command ended before training"
+        seen += line
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err
+    assert list(tmp_path.iterdir()) == []
