@@ -71,6 +71,8 @@ def cmd_fit(args) -> int:
 
     from tqdm import tqdm  # loaded when the command runs
 
+    print(f"fitting {args.image} at {w}x{h} px: {args.steps} steps", file=sys.stderr, flush=True)
+
     bar = tqdm(total=args.steps, unit="step", disable=True if args.quiet else None, file=sys.stderr,
                dynamic_ncols=True, desc="fit")
     started = time.perf_counter()
