@@ -87,6 +87,8 @@ def main() -> None:
         made = export(graph, Path(tmp) / "site")
         print(f"export mixed.yaml ({made.n_frames} frames, {made.n_frames / 60:.1f} s of song): "
               f"{made.total_s:.2f} s, of which analysis {made.analysis_s:.2f} s")
+        small = page_fps(made.folder / "index.html", args.seconds, 256, 256)
+        print(f"page in headless Chromium (SwiftShader): {small}")
         sets = [song] + [parse_assignment(s) for s in ("cppn.width=1920", "cppn.height=1080", "cppn.backend=numpy")]
         graph = load_graph(graph_file, sets)
         big = export(graph, Path(tmp) / "site1080")
