@@ -66,7 +66,7 @@ def test_percussive_follows_the_drums_and_harmonic_the_chords(mix):
 
 def test_agrees_with_librosa_hpss():
     librosa = pytest.importorskip("librosa")
-    drums, chords = parts(seconds=2.5)
+    drums, chords = parts(seconds=1.5)
     y = drums + chords
     harmonic, percussive = _hpss.hpss(y)
     stft = librosa.stft(y)
