@@ -37,6 +37,8 @@ def add_batch_command(subparsers) -> None:
     p.add_argument("--set", action="append", metavar="NODE.PARAM=VALUE",
                    help="override a param (validated like the file); repeatable")
     p.add_argument("--seconds", type=positive_seconds, metavar="S", help="only the first S seconds of each song")
+    p.add_argument("--preset", metavar="FILE", help="apply a preset (drives and params; a file or a shipped "
+                                                    "preset's name, see `cppnviz presets`)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_ray_options(p)
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
@@ -144,7 +146,8 @@ def cmd_batch(args) -> int:
             continue
         started = time.perf_counter()
         try:
-            graph = load_graph(args.graph, _overrides(SimpleNamespace(set=args.set, audio=song, out=out), data))
+            graph = load_graph(args.graph, _overrides(SimpleNamespace(set=args.set, audio=song, out=out), data),
+                               preset=args.preset)
             check_not_an_input(graph.files(written=True), graph.files(written=False))
             n = runner.total_frames(graph, args.seconds)
             render_graph(graph, n, args, ray)

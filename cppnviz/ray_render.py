@@ -49,6 +49,9 @@ def connect(address: str, **options: Any):
         raise RayError(f"--ray needs Ray, which is not installed: {INSTALL}") from None
     if ray.is_initialized():
         return ray
+    if address not in ("local", "auto") and not address.startswith("ray://"):
+        # A head that is not there: one attempt (Ray's own 30 s timeout) rather than twenty.
+        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "1")
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, **options)
     except (ConnectionError, ValueError, RuntimeError) as exc:

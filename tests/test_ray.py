@@ -146,7 +146,7 @@ def session(tmp_path_factory):
     b = song(tmp / "b.wav", 2.0, 2)
     (tmp / "bad.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + os.urandom(200))
     small = graph(tmp / "small.yaml", a, crf=0)             # crf 0: x264 lossless, so the decoded frames compare
-    big = graph(tmp / "big.yaml", a, size=(192, 192), layers=8, hidden=48, crf=0)
+    big = graph(tmp / "big.yaml", b, size=(192, 192), layers=8, hidden=48, crf=0)   # slow enough to catch a task
     batch = graph(tmp / "batch.yaml", a, crf=20)
     for args in (["small.yaml", "--set", "video.format=png", "--out", "png_single/"],
                  ["small.yaml", "--out", "single.mp4"], ["big.yaml", "--out", "big_single.mp4"]):
