@@ -89,7 +89,7 @@ def round_trips(name: str, song: Path, folder: Path) -> None:
     run("to-audio", png, "--out", folder / "vp.wav")
     t_video = run("to-audio", mkv, "--out", folder / "vv.wav")
     picture, video = sp.snr_db(x, read(folder / "vp.wav")), sp.snr_db(x, read(folder / "vv.wav"))
-    print(f"\nVideo (FFV1 16-bit, 30 fps, 512 columns shown, {mkv.stat().st_size / 1e6:.1f} MB): SNR {video:.2f} dB "
+    print(f"\nVideo (FFV1 16-bit, 30 fps, 256 columns shown, {mkv.stat().st_size / 1e6:.1f} MB): SNR {video:.2f} dB "
           f"against the picture's {picture:.2f} dB (difference {abs(video - picture):.3f} dB); to-audio from the "
           f"video {t_video:.2f} s")
 

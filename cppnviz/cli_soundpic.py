@@ -32,8 +32,8 @@ def add_soundpic_commands(subparsers) -> None:
     p = subparsers.add_parser("to-video", help=text, description=text)
     _source_flags(p, "song.mkv")
     p.add_argument("--fps", type=_fraction, default=Fraction(30), help="video frame rate (default 30)")
-    p.add_argument("--width", type=int, default=512, metavar="PX",
-                   help="columns shown per channel, one per hop; stereo shows both side by side (default 512)")
+    p.add_argument("--width", type=int, default=256, metavar="PX",
+                   help="columns shown per channel, one per hop; stereo shows both side by side (default 256)")
     p.set_defaults(func=cmd_to_video)
 
     text = "turn a spectrogram picture or video (from to-image or to-video, processed or not) back into sound"

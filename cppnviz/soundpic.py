@@ -323,9 +323,15 @@ def frame_pixels(frame) -> np.ndarray:
     (FFmpeg's scaler widens 8 bits to 16 with dither, not by 257: reading an 8-bit picture as rgb48 would
     move every pixel by up to one level.)
     """
+    array, full = frame_array(frame)
+    return array / full
+
+
+def frame_array(frame) -> tuple[np.ndarray, float]:
+    """A decoded picture as integer RGB [shape=(height, width, 3)] and the value of full scale (255 or 65535)."""
     if max(c.bits for c in frame.format.components) <= 8:
-        return frame.to_ndarray(format="rgb24").astype(np.float64) / 255.0
-    return frame.to_ndarray(format="rgb48le").astype(np.float64) / 65535.0
+        return frame.to_ndarray(format="rgb24"), 255.0
+    return frame.to_ndarray(format="rgb48le"), 65535.0
 
 
 # -- video: a scrolling spectrogram ---------------------------------------------------------------
@@ -414,12 +420,13 @@ def read_video(path: str, layout: Layout | None, warn) -> tuple[np.ndarray, Layo
         picture, count = None, 0
         try:
             for i, frame in enumerate(container.decode(stream)):
-                pixels = frame_pixels(frame)
+                pixels, full = frame_array(frame)    # converted to float only where a column is read
                 if pixels.shape[:2] != size:
                     if i == 0:
                         warn(f"'{path}' frames are {pixels.shape[1]}x{pixels.shape[0]}; its layout has "
                              f"{size[1]}x{size[0]}: each frame resampled to that size")
-                    pixels = resample_axis(resample_axis(pixels, size[0], 0), size[1], 1)
+                    pixels = resample_axis(resample_axis(pixels / full, size[0], 0), size[1], 1)
+                    full = 1.0
                 if picture is None:
                     columns = columns or right_edge(_count_frames(path) - 1, layout, fps) + 1
                     picture = np.zeros((size[0], columns * layout.channels, 3))
@@ -428,7 +435,7 @@ def read_video(path: str, layout: Layout | None, warn) -> tuple[np.ndarray, Layo
                 new = np.flatnonzero(first == i)
                 x = view - 1 - right_edge(i, layout, fps) + new
                 for c in range(layout.channels):
-                    picture[:, c * columns + new] = pixels[:, c * view + x]
+                    picture[:, c * columns + new] = pixels[:, c * view + x] / full
                 count = i + 1
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise PictureError(f"cannot read '{path}': cannot decode its frames ({exc})") from None
