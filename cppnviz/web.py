@@ -23,11 +23,13 @@ from . import __version__, runner
 from .errors import CppnvizError, OutputError
 from .glsl import Shader, graph_shader
 from .graph import Graph
+from .madefile import file_hash
 from .outputs import check_folder, partial_path, remove_stale_partials
 
 # What every browser with WebGL2 plays (by file name); anything else is transcoded.
 PLAYABLE = {".mp3", ".wav", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".aac", ".webm", ".weba"}
 GENERATOR = '<meta name="generator" content="cppnviz web">'
+FORMAT = 1   # of the page's embedded config and features (float32, frame after frame)
 
 
 @dataclass
@@ -93,11 +95,11 @@ def write_song(source: Path, folder: Path) -> tuple[str, bool]:
     return name, True
 
 
-def page(shader: Shader, features: np.ndarray, *, fps: float, song: str, title: str) -> str:
+def page(shader: Shader, features: np.ndarray, *, fps: float, song: str, title: str, made_from: dict | None = None) -> str:
     """index.html: the template with the config, the features (base64 float32) and the shader filled in."""
-    config = {"fps": fps, "n_frames": int(features.shape[0]), "n_features": int(features.shape[1]),
+    config = {"format": FORMAT, "fps": fps, "n_frames": int(features.shape[0]), "n_features": int(features.shape[1]),
               "width": shader.width, "height": shader.height, "duration": features.shape[0] / fps,
-              "song": song, "generator": f"cppnviz {__version__}"}
+              "song": song, "generator": f"cppnviz {__version__}", "made_from": made_from or {}}
     data = base64.b64encode(np.ascontiguousarray(features, "<f4").tobytes()).decode("ascii")
     text = files("cppnviz").joinpath("web_player.html").read_text(encoding="utf-8")
     fills = {"TITLE": _html(title), "SONG": _html(song),
@@ -147,7 +149,10 @@ def export(graph: Graph, folder: Path, *, seconds: float | None = None) -> Expor
         song, transcoded = write_song(source, partial)
         fps = float(graph.ctx.fps)
         title = f"{graph.path.stem if graph.path else 'cppnviz'} - {source.name}"
-        (partial / "index.html").write_text(page(shader, features, fps=fps, song=song, title=title), encoding="utf-8")
+        made_from = {"graph": graph.path.name if graph.path else None, "song": source.name,
+                     "song_sha256": file_hash(source), "features": [str(link) for link in shader.features]}
+        text = page(shader, features, fps=fps, song=song, title=title, made_from=made_from)
+        (partial / "index.html").write_text(text, encoding="utf-8")
         (partial / "shader.frag").write_text(shader.source, encoding="utf-8")
         _replace(partial, folder)
     except BaseException:
