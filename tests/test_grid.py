@@ -15,7 +15,7 @@ from cppnviz import grid
 from cppnviz.graph import build_graph
 from cppnviz.node import Context
 from cppnviz.timebase import Tick, tick
-from nodes.frame_grid import FrameGrid
+from cppnviz.nodes.frame_grid import FrameGrid
 
 SIZE = 64
 FIXED = "0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5"
@@ -309,3 +309,18 @@ def test_touchdesigner_script_top_plays_a_grid(baked, td, song):
     for k, rgb in enumerate(shown):
         assert np.abs(rgb.astype(int) - as_uint8(expected[k]).astype(int)).max() <= 1, f"frame {k}"
     assert len({rgb.tobytes() for rgb in shown}) > 5   # the point moved through the grid
+
+
+def test_ranges_and_fixed_values_come_from_the_song_after_the_conditioning(tmp_path):
+    from cppnviz import runner
+    from cppnviz.graph import load_graph
+    graph = write_graph(tmp_path)
+    out = tmp_path / "song.grid"
+    result = run_cli("bake", graph, "--node", "cppn", "--vary", "2,5", "--steps", "2", "--out", out, "--quiet")
+    assert result.returncode == 0, result.stderr
+    g = load_graph(graph)
+    values = np.stack([v for _, _, v in runner.collect(g, "bands", ["bands"], runner.total_frames(g))])
+    header = grid.read_header(out)
+    np.testing.assert_allclose(header["ranges"], np.percentile(values[:, [2, 5]], [1, 99], axis=0).T, rtol=1e-12)
+    np.testing.assert_allclose(header["fixed"], np.median(values, axis=0), rtol=1e-12)
+    assert header["source"]["song"]["file"] == "song.wav" and header["source"]["song"]["frames"] == len(values)
