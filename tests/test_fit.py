@@ -13,7 +13,9 @@ import pytest
 import yaml
 from PIL import Image
 
+import test_touchdesigner as tdt
 from conftest import run_cli, start_cli, write_tone
+from test_touchdesigner import song, td  # noqa: F401  (fixtures: the TouchDesigner stand-in and a song)
 from cppnviz import fit as fitting
 from cppnviz.errors import GraphError, ParamError
 from cppnviz.fit import coordinates, load_image, load_look, psnr, render
@@ -350,3 +352,25 @@ def test_live_swaps_in_another_look_between_ticks(small_look, tmp_path):
     after = frame(cppn, np.full(3, 0.5))
     expected = render(model, coordinates(48, 64), np.full(3, 0.5, np.float32)).reshape(48, 64, 3)
     assert np.abs(after - expected).max() < 1e-5 and not np.allclose(before, after)
+
+
+def test_touchdesigner_shows_the_look_as_the_offline_renderer_does(tmp_path, td, song):
+    # Through the bridge and the strict `td` stand-in of tests/test_touchdesigner.py (its fixtures, imported above).
+    model, figures = fitting.fit(shapes(32), layers=3, hidden=8, n_features=8, steps=100, seed=2, reactivity=1.0)
+    look = tmp_path / "eight.npz"
+    fitting.save_look(look, model, n_features=8, feature_gain=0.5, figures=figures, image={}, training={})
+    cppn = {"type": "cppn", "inputs": {"features": "smooth.features"},
+            "params": {"width": 40, "height": 24, "fitted": str(look)}}
+    tdt.write_graph(song.graph, lambda d: d["nodes"].update(bars=cppn))
+    expected = tdt.offline_frames(song.graph)
+    audio = td.audiodeviceinCHOP("audio")
+    top = tdt.make_op(td, "top")
+    top.par.Graph, top.par.Audiochop = str(song.graph), audio
+    shown = []
+    for block in list(tdt.blocks(song.samples))[:40]:
+        tdt.cook(td, top, audio, block)
+        assert top.standin_errors == [] and top.standin_warnings == []
+        shown.append((tdt.bridge_of(top).frame, tdt.picture(top).copy()))
+    for k, rgb in shown:
+        assert np.abs(rgb.astype(int) - tdt.as_uint8(expected[k]).astype(int)).max() <= 1, f"frame {k}"
+    assert len({rgb.tobytes() for _, rgb in shown}) > 10   # the look moves with the music

@@ -1,0 +1,84 @@
+"""Fitting a CPPN to a picture: time and PSNR at 128 and 256 px, and the dial's trade-off (PSNR against reactivity).
+
+Run: .venv/bin/python bench/bench_fit.py [--steps 4000] [--image PICTURE] [--pictures]
+The picture is the project's own (tests/test_fit.py's shapes: a gradient, a disc and a box) unless --image names
+one. Times are wall and CPU seconds of one process (the trainer runs BLAS on one thread). --pictures also
+writes docs/img/fit_before_after.png and examples/fitted_look.npz (the look examples/fitted.yaml ships with).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from cppnviz import fit as fitting  # noqa: E402
+from machine import cpu_model, load  # noqa: E402
+
+
+def picture(size: int, image: str | None) -> np.ndarray:
+    if image:
+        return fitting.load_image(image, size=size)
+    from test_fit import shapes
+    return shapes(size).astype(np.float32)
+
+
+def timed_fit(image: np.ndarray, steps: int, reactivity: float):
+    wall, cpu = time.perf_counter(), time.process_time()
+    model, figures = fitting.fit(image, steps=steps, reactivity=reactivity, seed=0)
+    return model, figures, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--image", help="a picture of your own instead of the project's shapes")
+    parser.add_argument("--pictures", action="store_true", help="write the README picture and the example look")
+    args = parser.parse_args()
+    print(f"{cpu_model()}, {os.cpu_count()} cores, numpy {np.__version__}; load before: {load()}")
+    print(f"8x32 tanh, 8 features, {args.steps} steps of 1024 pixels, seed 0")
+    print("size  reactivity  psnr_dB  reactivity_figure  wall_s  cpu_s")
+    looks = {}
+    for size, reactivity in ((128, 0.0), (256, 0.0), (128, 0.5), (128, 1.0)):
+        image = picture(size, args.image)
+        model, figures, wall, cpu = timed_fit(image, args.steps, reactivity)
+        looks[(size, reactivity)] = (image, model, figures)
+        print(f"{size:4d}  {reactivity:10.1f}  {figures['psnr']:7.2f}  {figures['reactivity']:17.3f}  {wall:6.1f}  {cpu:5.1f}",
+              flush=True)
+    print(f"load after: {load()}")
+    if args.pictures:
+        write_pictures(looks[(128, 0.5)])
+
+
+def write_pictures(made) -> None:
+    """The image, the fitted picture at the neutral features, and a frame under loud features, side by side."""
+    from PIL import Image
+
+    image, model, figures = made
+    fitting.save_look(ROOT / "examples" / "fitted_look.npz", model, n_features=8, feature_gain=0.5, figures=figures,
+                      image={"name": "shapes (tests/test_fit.py)", "fit_width": 128, "fit_height": 128},
+                      training={"size": 128, "steps": "see bench_fit.py", "seed": 0, "reactivity": 0.5})
+    coords = fitting.coordinates(128, 128)
+    neutral = fitting.render(model, coords, np.full(8, 0.5, np.float32)).reshape(128, 128, 3)
+    loud = fitting.reference_sequence(8, 0.5)[3]   # a frame of music: one vector of the reference sequence
+    moved = fitting.render(model, coords, loud).reshape(128, 128, 3)
+    gap = np.ones((128, 4, 3), np.float32)
+    row = np.concatenate([image, gap, neutral, gap, moved], axis=1)
+    out = ROOT / "docs" / "img" / "fit_before_after.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.round(np.clip(row, 0, 1) * 255).astype(np.uint8)).resize(
+        (row.shape[1] * 2, 256), Image.Resampling.NEAREST).save(out)
+    print(f"wrote {out} and examples/fitted_look.npz (PSNR {figures['psnr']:.2f} dB, "
+          f"reactivity {figures['reactivity']:.3f})")
+
+
+if __name__ == "__main__":
+    main()
