@@ -277,7 +277,7 @@ def join_mp4(segments: list[Path], starts: list[int], fps: Fraction, sound: Path
         if sound is not None:
             with _open(sound) as s:
                 audio = dest.add_stream_from_template(s.streams.audio[0])
-            streams.append(_packets(sound, "audio", 0, audio))
+            streams.append(_packets(sound, "audio", audio))
         for _, _, packet in heapq.merge(*streams):
             dest.mux(packet)
 
@@ -287,23 +287,33 @@ def _video_packets(segments, starts, fps, extradata, stream):
         with _open(path) as src:
             if src.streams.video[0].codec_context.extradata != extradata:
                 raise RuntimeError(f"segment at frame {start} was encoded with other parameter sets")
-        yield from _packets(path, "video", start / fps, stream)
+        yield from _packets(path, "video", stream, start, fps)
 
 
-def _packets(path: Path, kind: str, offset: Fraction, stream):
-    """(time, order, packet) for each packet of the file's first `kind` stream, shifted by `offset` seconds."""
+def _packets(path: Path, kind: str, stream, start: int = 0, fps: Fraction | None = None):
+    """(time, order, packet) for each packet of the file's first `kind` stream; video moved to frame `start`.
+
+    A segment's timestamps count from its own first frame, rounded to the container's clock (1 ms in
+    Matroska). They are taken back to frame numbers and rounded again from the whole file's frame
+    numbers, as the muxer rounds a single-process render's.
+    """
     with _open(path) as src:
         source = getattr(src.streams, kind)[0]
-        shift = offset / source.time_base
-        if shift.denominator != 1:
-            raise RuntimeError(f"a segment start of {offset} s is not a whole number of {source.time_base} s ticks")
+        tb = source.time_base
         for i, packet in enumerate(src.demux(source)):
             if packet.dts is None:                            # the demuxer's final empty packet
                 continue
-            packet.pts += int(shift)
-            packet.dts += int(shift)
+            if fps is not None:
+                packet.pts, packet.dts = (_near(Fraction(start + round(t * tb * fps)) / fps / tb)
+                                          for t in (packet.pts, packet.dts))
             packet.stream = stream
-            yield packet.dts * source.time_base, (kind, i), packet
+            yield packet.dts * tb, (kind, start, i), packet
+
+
+def _near(x: Fraction) -> int:
+    """x rounded to the nearest integer, halves away from zero (FFmpeg's av_rescale rounding)."""
+    n = math.floor(abs(x) + Fraction(1, 2))
+    return n if x >= 0 else -n
 
 
 def publish(temp: Path, path: Path) -> None:
