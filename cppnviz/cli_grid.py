@@ -209,6 +209,8 @@ def _write(out: Path, header: dict, frames, args) -> None:
 
     writer = grid.GridWriter(out, header)
     total = header["frames"]
+    if writer.started_over:
+        print(f"starting over: {writer.work} was baked with other settings ({writer.started_over})", file=sys.stderr)
     if writer.resumed_from:
         print(f"resuming: {writer.resumed_from} already baked in {writer.work}", file=sys.stderr)
     bar = tqdm(total=total, initial=writer.done, unit="frame", disable=True if args.quiet else None,

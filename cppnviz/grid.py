@@ -213,6 +213,19 @@ def read(path: str | os.PathLike, *, threads: int = 2) -> Grid:
 
 # -- writing, resumable ----------------------------------------------------------------
 
+def _differences(f, path: Path, header: dict) -> str | None:
+    """Words for how the header of a work file left by another bake differs from `header` (None: no such file)."""
+    f.seek(0)
+    try:
+        old = _read_header(f, path)
+    except GridError:
+        return None
+    flat_old = {**old, **{f"source.{k}": v for k, v in (old.get("source") or {}).items()}}
+    flat_new = {**header, **{f"source.{k}": v for k, v in (header.get("source") or {}).items()}}
+    keys = [k for k in sorted(set(flat_old) | set(flat_new)) if k != "source" and flat_old.get(k) != flat_new.get(k)]
+    return ", ".join(f"{k} {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in keys[:4]) or None
+
+
 def work_path(path: Path) -> Path:
     """Where a bake of `path` keeps its finished frames until it publishes: .NAME.bake.EXT, next to it."""
     return path.with_name(f".{path.stem}.bake{path.suffix}")
@@ -237,6 +250,7 @@ class GridWriter:
             self.file.close()
             raise GridError(f"cannot bake '{self.path}': another bake is writing it now ({self.work})") from None
         self.resumed_from: str | None = None
+        self.started_over: str | None = None    # what differs in a work file left by other settings
         self.done = self._resume()
 
     def _resume(self) -> int:
@@ -256,6 +270,8 @@ class GridWriter:
                 if len(payload) < length or zlib.crc32(payload) != crc:
                     break   # the record a kill cut short: written again
                 done, at = done + 1, f.tell()
+        else:
+            self.started_over = _differences(f, self.work, self.header)
         if done:
             self.resumed_from = f"{done} of {self.header['frames']} frames"
         else:

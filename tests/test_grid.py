@@ -177,7 +177,9 @@ def test_a_record_cut_short_is_baked_again(tmp_path):
     cut = grid.GridWriter(tmp_path / "b.grid", header)
     cut.add(grid.encode(frames[0]))
     cut.close()
-    assert grid.GridWriter(tmp_path / "b.grid", other).done == 0   # other settings: started over
+    restarted = grid.GridWriter(tmp_path / "b.grid", other)   # other settings: started over, the change named
+    assert restarted.done == 0 and restarted.started_over == "frames 6 -> 7, steps [6] -> [7]"
+    restarted.close()
 
 
 def flipped(path: Path, where: int, out: Path) -> Path:
