@@ -77,7 +77,7 @@ _ACT = {
     # tanh(15) is already 1 in float32.
     "tanh": "tanh(clamp({x}, -15.0, 15.0))",
     "sin": "sin({x})",
-    "gaussian": "exp(-({x}) * ({x}))",
+    "gaussian": "gaussian({x})",  # a function, so the sum is written (and computed) once
     "clip": "clamp({x}, -1.0, 1.0)",
 }
 
@@ -344,7 +344,8 @@ def graph_shader(graph: Graph, *, node: str | None = None, target: str = "webgl2
     # #version must be the first line a compiler sees; TouchDesigner writes its own in front of ours.
     split = 0 if target == "touchdesigner" else 1
     lines = header[:split] + comments + header[split:]
-    lines += ["", *(f + "\n" for f in writer.functions),
+    lines += ["", "vec4 gaussian(vec4 x) { return exp(-x * x); }", "",
+              *(f + "\n" for f in writer.functions),
               "void main() {",
               f"    vec2 uv = {fragment_coords};",
               # uv (0, 0) is the bottom-left corner; row 0 of the frame is its top.

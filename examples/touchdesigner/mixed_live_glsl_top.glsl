@@ -4,6 +4,8 @@ uniform float uFeatures[8];  // the features, end to end (see the comment above)
 uniform float uTime;  // seconds into the song
 out vec4 fragColor;
 
+vec4 gaussian(vec4 x) { return exp(-x * x); }
+
 vec3 node_cppn(vec2 ij) {
     float y = (ij.x - 128.0) / 128.0 * 1.0;
     float x = (ij.y - 128.0) / 128.0 * 1.0;
