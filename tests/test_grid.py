@@ -326,3 +326,34 @@ def test_ranges_and_fixed_values_come_from_the_song_after_the_conditioning(tmp_p
     np.testing.assert_allclose(header["ranges"], np.percentile(values[:, [2, 5]], [1, 99], axis=0).T, rtol=1e-12)
     np.testing.assert_allclose(header["fixed"], np.median(values, axis=0), rtol=1e-12)
     assert header["source"]["song"]["file"] == "song.wav" and header["source"]["song"]["frames"] == len(values)
+
+
+@pytest.mark.parametrize("steps", [[5], [3, 4], [3, 2, 3]], ids=["1-D", "2-D", "3-D"])
+def test_linear_weights_and_nearest_in_one_two_and_three_dimensions(tmp_path, steps):
+    d = len(steps)
+    path = tmp_path / "g.grid"
+    writer = grid.GridWriter(path, grid.make_header(width=6, height=4, vary=list(range(d)), steps=steps,
+                                                    ranges=[[0, 1]] * d, fixed=None, source={}))
+    rng = np.random.default_rng(d)
+    frames = rng.integers(0, 256, (*steps, 4, 6, 3), dtype=np.uint8)
+    for pos in grid.positions(steps):
+        writer.add(grid.encode(frames[pos]))
+    writer.publish()
+    where = np.array([0.3, 0.75, 0.5][:d]) * (np.array(steps) - 1)         # in steps along each axis
+    features = np.zeros(8, np.float32)
+    features[:d] = where / (np.array(steps) - 1)
+    low, frac = np.floor(where).astype(int), where - np.floor(where)
+    expected = np.zeros((4, 6, 3))
+    for corner in np.ndindex(*(2,) * d):
+        weight = np.prod([f if c else 1 - f for c, f in zip(corner, frac)])
+        expected += weight * frames[tuple(low + corner)] / 255.0
+    linear = player(path, vary=range(d)).process(Tick(0, 0.0), features=features)["frame"]
+    # float32 weights and sums of 2^d terms: a few float32 ulps of 1.0 each
+    np.testing.assert_allclose(linear, expected, rtol=0, atol=2 ** d * 4 * np.finfo(np.float32).eps)
+    nearest = player(path, "nearest", vary=range(d)).process(Tick(0, 0.0), features=features)["frame"]
+    np.testing.assert_array_equal(nearest, frames[tuple(np.floor(where + 0.5).astype(int))] * np.float32(1 / 255))
+    beyond = np.full(8, -5.0, np.float32)
+    beyond[d - 1] = 7.0    # outside the baked range: held at its edges
+    edge = (0,) * (d - 1) + (steps[-1] - 1,)
+    np.testing.assert_array_equal(player(path, vary=range(d)).process(Tick(0, 0.0), features=beyond)["frame"],
+                                  frames[edge] * np.float32(1 / 255))
