@@ -240,7 +240,9 @@ def test_playing_the_page_draws_the_frames_of_the_audio_clock(tmp_path):
     probe = ("<script>const drawn = []; const pageDraw = draw;"
              "draw = t => { const k = pageDraw(t); drawn.push([t, k, audio.currentTime]); return k; };"
              "audio.play();"
-             "setTimeout(() => console.log('cppnviz probe ' + JSON.stringify(drawn)), 3000);</script></body>")
+             "setTimeout(() => console.log('cppnviz probe ' + JSON.stringify({drawn: drawn,"
+             "bar: !document.getElementById('bar').hidden, seek: +document.getElementById('seek').max,"
+             "fps: document.getElementById('fps').textContent})), 3000);</script></body>")
     page = site / "probe.html"
     page.write_text((site / "index.html").read_text().replace("</body>", probe))
     browser = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--use-angle=swiftshader",
@@ -258,7 +260,10 @@ def test_playing_the_page_draws_the_frames_of_the_audio_clock(tmp_path):
         guard.cancel()
         stop()
         browser.wait(timeout=30)
-    drawn = json.loads(re.search(r"cppnviz probe (\[.*\])", line).group(1))
+    report = json.loads(re.search(r"cppnviz probe (\{.*\})", line).group(1))
+    # The controls show (play/pause, seek over the song's 6 s, fullscreen) and the fps readout counts.
+    assert report["bar"] and report["seek"] == 6.0 and re.fullmatch(r"\d+ fps", report["fps"]), report
+    drawn = report["drawn"]
     times = [t for t, _, _ in drawn]
     assert len(drawn) >= 3 and times[-1] - times[0] > 1.0, drawn  # the song played
     assert times == sorted(times)
