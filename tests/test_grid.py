@@ -357,3 +357,19 @@ def test_linear_weights_and_nearest_in_one_two_and_three_dimensions(tmp_path, st
     edge = (0,) * (d - 1) + (steps[-1] - 1,)
     np.testing.assert_array_equal(player(path, vary=range(d)).process(Tick(0, 0.0), features=beyond)["frame"],
                                   frames[edge] * np.float32(1 / 255))
+
+
+def test_live_plays_a_grid(baked, tmp_path):
+    """`cppnviz live` (no sound card: the null backend) runs a frame_grid graph and shows its frames."""
+    graph, out = baked
+    play = tmp_path / "live.yaml"
+    play.write_text(f"fps: 30\nnodes:\n  audio: {{type: audio_file, params: {{path: {graph.parent / 'song.wav'}}}}}\n"
+                    f"  bands: {{type: stft_bands, inputs: {{audio: audio.audio}}, params: {{bands: octave8}}}}\n"
+                    f"  grid: {{type: frame_grid, inputs: {{features: bands.bands}}, "
+                    f"params: {{path: {out}, vary: [0, 1], smooth: 0.1}}}}\n")
+    result = run_cli("live", play, "--audio-backend", "null", "--no-window", "--seconds", 1, "--osc-port", 0,
+                     timeout=120)
+    assert result.returncode == 0, result.stderr
+    summary = next(line for line in result.stderr.splitlines() if line.startswith("live: "))
+    shown, dropped = int(summary.split()[1]), int(summary.split(" dropped")[0].rsplit(" ", 1)[1])
+    assert shown + dropped == 30 and shown >= 15, summary   # a loaded 2-core VM may drop some
