@@ -31,7 +31,7 @@ def add_separate_command(subparsers) -> None:
 def cmd_separate(args) -> int:
     from .cli import absolute
     from .nodes import _hpss, hpss   # the node library, loaded when the command runs
-    from .nodes.decode import Decoder, decode_program
+    from .nodes.decode import Decoder
 
     values = {}
     for param in hpss.HPSS.params:   # the node's own checks: one error line naming the value
@@ -52,53 +52,118 @@ def cmd_separate(args) -> int:
     check_not_an_input([str(p) for p in outputs], [song])
     with Decoder(song) as decoder:        # a missing or damaged song is one error line, before anything is made
         rate = decoder.stream.rate or decoder.stream.codec_context.sample_rate
-    started = time.perf_counter()
-    program, rate = decode_program(song, rate)
-    channels = program.shape[1]
     n_fft, hop = values["n_fft"], values["hop_length"]
-    harmonic, percussive = _hpss.hpss(
-        program.T, n_fft=n_fft, hop_length=hop, kernel_frames=_hpss.kernel_frames(values["kernel_s"], rate, hop),
-        kernel_bins=_hpss.kernel_bins(values["kernel_hz"], rate, n_fft), power=values["power"],
-        margin=values["margin"])
-    seconds = time.perf_counter() - started
+    settings = dict(n_fft=n_fft, hop_length=hop, kernel_frames=_hpss.kernel_frames(values["kernel_s"], rate, hop),
+                    kernel_bins=_hpss.kernel_bins(values["kernel_hz"], rate, n_fft), power=values["power"],
+                    margin=values["margin"])
     made = not folder.exists()
     if made:
         check_folder(folder)
         folder.mkdir()
+    started = time.perf_counter()
     try:
-        write_wavs(dict(zip(outputs, (harmonic, percussive))), rate)
+        channels, samples = separate_file(song, rate, settings, outputs)
     except BaseException:
         if made:
             folder.rmdir()   # nothing written: not even the folder
         raise
+    seconds = time.perf_counter() - started
     print(f"wrote {outputs[0]} and {outputs[1]}: {channels} channel{'s' * (channels > 1)} at {rate} Hz, "
-          f"{program.shape[0] / rate:.2f} s, decoded and separated in {seconds:.2f} s", file=sys.stderr)
+          f"{samples / rate:.2f} s, decoded, separated and written in {seconds:.2f} s", file=sys.stderr)
     return 0
 
 
-def write_wavs(parts: dict[Path, "object"], rate: int) -> None:
-    """Each [shape=(channels, n)] float32 signal as a float WAV, under a partial name until all are written."""
-    import av
+def separate_file(song: str, rate: int, settings: dict, outputs: list[Path]) -> tuple[int, int]:
+    """Decode, separate and write block by block (memory stays flat however long the song); (channels, samples).
+
+    Both files are written under partial names and renamed once both are complete.
+    """
     import numpy as np
 
-    partials = {}
+    from .nodes._hpss import BLOCK, Separator
+    from .nodes.decode import Decoder, audio_error
+
+    wavs: list[_Wav] = []
+    separators: list = []
+    samples = 0
+
+    def write(parts) -> None:
+        nonlocal samples
+        for wav, part in zip(wavs, zip(*parts)):      # (harmonic per channel), (percussive per channel)
+            wav.write(np.stack(part))
+        samples += len(parts[0][0])
+
     try:
-        for path, signal in parts.items():
+        for path in outputs:
             remove_stale_partials(path)
-            partials[path] = tmp = partial_path(path)
-            layout = "mono" if signal.shape[0] == 1 else "stereo"
-            with av.open(str(tmp), "w", format="wav") as out:
-                stream = out.add_stream("pcm_f32le", rate=rate, layout=layout)
-                for start in range(0, signal.shape[1], 1 << 16):
-                    block = np.ascontiguousarray(signal[:, start:start + (1 << 16)].T).reshape(1, -1)
-                    frame = av.AudioFrame.from_ndarray(block, format="flt", layout=layout)
-                    frame.sample_rate, frame.pts = rate, start
-                    out.mux(stream.encode(frame))
-                out.mux(stream.encode(None))
-        for path, tmp in partials.items():
-            os.replace(tmp, path)
+        with Decoder(song, program_rate=rate) as decoder:
+            pending, held = [], 0
+            for program, _ in decoder.blocks():
+                if not program.size:
+                    continue
+                if not separators:
+                    separators = [Separator(**settings) for _ in range(program.shape[0])]
+                    wavs = [_Wav(path, rate, program.shape[0]) for path in outputs]
+                pending.append(program)
+                held += program.shape[1]
+                if held >= BLOCK:
+                    block = np.concatenate(pending, axis=1)
+                    write([s.feed(channel) for s, channel in zip(separators, block)])
+                    pending, held = [], 0
+            if not separators:
+                raise audio_error(song, "decodes to zero samples")
+            if pending:
+                block = np.concatenate(pending, axis=1)
+                write([s.feed(channel) for s, channel in zip(separators, block)])
+            write([s.flush() for s in separators])
+        for wav in wavs:
+            wav.close()
+        for wav in wavs:
+            os.replace(wav.partial, wav.path)
     except OSError as exc:
-        raise OutputError(f"cannot write '{exc.filename or next(iter(parts))}': {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write '{exc.filename or outputs[0]}': {exc.strerror or exc}") from None
     finally:
-        for tmp in partials.values():
-            tmp.unlink(missing_ok=True)
+        for wav in wavs:
+            wav.discard()
+    return len(separators), samples
+
+
+class _Wav:
+    """A 32-bit float WAV written block by block under its partial name."""
+
+    def __init__(self, path: Path, rate: int, channels: int):
+        import av
+
+        self.path, self.partial, self.rate = path, partial_path(path), rate
+        self.layout = "mono" if channels == 1 else "stereo"
+        self.container = av.open(str(self.partial), "w", format="wav")
+        self.stream = self.container.add_stream("pcm_f32le", rate=rate, layout=self.layout)
+        self.written = 0
+        self.open = True
+
+    def write(self, block) -> None:
+        """Samples [shape=(channels, n)]."""
+        import av
+        import numpy as np
+
+        for start in range(0, block.shape[1], 1 << 16):
+            part = np.ascontiguousarray(block[:, start:start + (1 << 16)].T, np.float32).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(part, format="flt", layout=self.layout)
+            frame.sample_rate, frame.pts = self.rate, self.written
+            self.written += part.shape[1] // block.shape[0]
+            self.container.mux(self.stream.encode(frame))
+
+    def close(self) -> None:
+        self.container.mux(self.stream.encode(None))
+        self.container.close()
+        self.open = False
+
+    def discard(self) -> None:
+        """Close if still open and remove the partial file (a no-op once it was renamed)."""
+        if self.open:
+            try:
+                self.container.close()
+            except Exception:   # closing a file about to be deleted: its failure no longer matters
+                pass
+            self.open = False
+        self.partial.unlink(missing_ok=True)
