@@ -246,3 +246,19 @@ def test_a_live_param_change_restarts_from_what_the_source_holds(mix):
         assert end == now - made.latency
         if end - first > made.latency:
             np.testing.assert_allclose(window.samples[-735:], later[end - first - 735:end - first], rtol=0, atol=1e-4)
+
+
+def test_an_interrupted_separate_leaves_no_file_and_no_folder(tmp_path):
+    import signal
+    import time
+    from conftest import start_cli
+    drums, chords = parts(seconds=4.0)
+    write_wav(tmp_path / "song.wav", np.tile(drums + chords, 15))       # a minute: several blocks
+    proc = start_cli("separate", "song.wav", "--out-dir", "stems", cwd=tmp_path)
+    deadline = time.time() + 60
+    while time.time() < deadline and not any("partial" in p.name for p in (tmp_path / "stems").glob("*")):
+        time.sleep(0.05)   # until the first block is being written
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["song.wav"]
