@@ -272,6 +272,11 @@ def cmd_grid_from(args) -> int:
         digest.update(f"{pos}:{_sha256_file(files[pos])}\n".encode())
     with Image.open(files[(0,) * len(steps)]) as first:
         width, height = first.size
+    for pos, path in files.items():   # before any work: opening reads only the image's header
+        with Image.open(path) as image:
+            if image.size != (width, height):
+                raise CppnvizError(f"'{path}' is {image.size[0]}x{image.size[1]}; '{files[(0,) * len(steps)].name}' "
+                                   f"is {width}x{height}: every image must be the same size")
     source = {"made_by": "cppnviz grid-from", "folder": folder.resolve().name, "images_sha256": digest.hexdigest()}
     header = grid.make_header(width=width, height=height, vary=vary, steps=steps, ranges=ranges, fixed=None,
                               source=source)
@@ -279,9 +284,6 @@ def cmd_grid_from(args) -> int:
     def frames(todo):
         for pos in todo:
             with Image.open(files[pos]) as image:
-                if image.size != (width, height):
-                    raise CppnvizError(f"'{files[pos]}' is {image.size[0]}x{image.size[1]}; the grid's first image "
-                                       f"is {width}x{height}: every image must be the same size")
                 yield np.asarray(image.convert("RGB"), np.float32) / np.float32(255)
     _write(out, header, frames, args)
     return 0

@@ -269,6 +269,10 @@ def test_grid_from_images_named_by_position(tmp_path):
     result = run_cli("grid-from", folder, "--steps", "3,4", "--out", tmp_path / "other.grid", "--quiet")
     assert result.returncode == 2 and "no image for grid position (1, 3)" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "other.grid").exists()
+    Image.fromarray(pictures[1, 3, :9]).save(folder / "shot2_01_3.png")
+    result = run_cli("grid-from", folder, "--steps", "3,4", "--out", tmp_path / "other.grid", "--quiet")
+    assert result.returncode == 2 and "shot2_01_3.png' is 12x9" in result.stderr and "every image must be the same size" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "other.grid").exists()
 
 
 @pytest.mark.parametrize("args,words", [
