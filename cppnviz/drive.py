@@ -294,6 +294,7 @@ class Drive:
         self._hi = -math.inf
         self._changes: deque = deque()
         self.value = None
+        self._tick: int | None = None
 
     def steer(self, field_name: str, number: float) -> None:
         """Set min, max or amount while running (OSC /<node>/<param>/drive/...); checked by the caller."""
@@ -336,7 +337,13 @@ class Drive:
 
     # -- every tick ------------------------------------------------------------------------
     def update(self, k: int, x: float) -> Any:
-        """Take tick k's source value; return (and hold) the param value for tick k."""
+        """Take tick k's source value; return (and hold) the param value for tick k.
+
+        A tick is taken once: a second call for the same k (two schedulers over one run) returns the value held.
+        """
+        if k == self._tick:
+            return self.value
+        self._tick = k
         if self.prepared is not None and not self.trailing:
             u = float(self.prepared[min(k, len(self.prepared) - 1)])
         else:

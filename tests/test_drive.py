@@ -126,6 +126,11 @@ def test_blur_centred_offline_and_trailing_live_against_their_definitions():
     assert not np.allclose(centred, past)
 
 
+def test_a_tick_is_taken_once_however_many_times_it_is_fed():
+    d = drive(Mapping(min=0.0, max=1.0, blur=3 / FPS, input_range=(0, 1)), trailing=True)
+    assert [d.update(0, 0.9), d.update(0, 0.0), d.update(1, 0.0)] == [0.9, 0.9, 0.45]
+
+
 def test_input_range_auto_is_the_runs_min_max_offline_running_live_explicit_as_given():
     xs = np.array([2.0, 4.0, 3.0, 6.0, 2.0])
     auto = drive(Mapping(min=0.0, max=1.0))
