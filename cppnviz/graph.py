@@ -37,6 +37,7 @@ from .ports import Input, Spec
 from .timebase import as_fraction
 
 NODE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+UNQUOTED_INDEX = re.compile(r"\{[^}]*\bfrom:\s*[a-z][\w.]*\[")
 TOP_KEYS = ("fps", "offset_ms", "osc", "nodes")
 OSC_KEYS = ("send", "to")
 NODE_KEYS = ("type", "params", "inputs", "drive")
@@ -121,7 +122,11 @@ def read_graph_file(path: str | Path) -> dict:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise GraphError([Problem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+        lines = text.splitlines()
+        # YAML ends a plain value at '[' inside { }: the drive written as the issue (and habit) writes it.
+        hint = ('; inside { } a drive\'s source with an index needs quotes: from: "node.port[i]"'
+                if mark and mark.line < len(lines) and UNQUOTED_INDEX.search(lines[mark.line]) else "")
+        raise GraphError([Problem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}{hint}")]) from None
     return data
 
 

@@ -398,3 +398,14 @@ def test_osc_refuses_a_driven_param_naming_the_drive_and_steers_the_mapping(tmp_
         assert fields["min"]["RANGE"] == [{"MIN": 0.01, "MAX": 100}] and fields["amount"]["ACCESS"] == 3
         with urllib.request.urlopen(f"http://127.0.0.1:{query.port}/cppn/scale/drive/amount", timeout=5) as page:
             assert json.load(page)["FULL_PATH"] == "/cppn/scale/drive/amount"
+
+
+def test_an_unquoted_index_inside_braces_is_a_yaml_error_that_says_to_quote_it(tmp_path):
+    graph = tmp_path / "braces.yaml"
+    graph.write_text("fps: 30\nnodes:\n  cppn:\n    type: cppn\n"
+                     "    drive: {scale: {from: smooth.features[0], min: 1, max: 2}}\n")
+    result = run_cli("check", graph)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {graph}:5: not valid YAML: expected ',' or '}}', but got '['; inside {{ }} a drive's source "
+        'with an index needs quotes: from: "node.port[i]"']
