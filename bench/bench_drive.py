@@ -14,18 +14,17 @@ Medians over repeated runs, so another process sharing the 2 cores moves them li
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
 from datetime import datetime
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from machine import cpu_model, load  # bench/machine.py, beside this script
 
-from cppnviz.drive import Drive
 from cppnviz.graph import load_graph
 from cppnviz.timebase import tick
 
@@ -70,7 +69,7 @@ def main() -> None:
     gains = iter(np.linspace(0.5, 2.0, 10**6))
     apply_gain = median_s(lambda: cppn.set_param("feature_gain", float(next(gains)), clamp=True), repeat=15, number=100)
 
-    print(f"bench_drive: {datetime.now():%Y-%m-%d %H:%M}, {cpu_model()}, {len(__import__('os').sched_getaffinity(0))} "
+    print(f"bench_drive: {datetime.now():%Y-%m-%d %H:%M}, {cpu_model()}, {len(os.sched_getaffinity(0))} "
           f"cores, Python {platform.python_version()}, NumPy {np.__version__}, load {load()}")
     print(f"graph {GRAPH.name}: cppn {cppn.p.width}x{cppn.p.height}, {cppn.p.layers} layers of {cppn.p.hidden}, "
           f"{len(drives)} drives ({', '.join(d.spec.param for d in drives)}), live path (trailing)")
