@@ -242,7 +242,7 @@ def hpss(y: np.ndarray, **kwargs) -> tuple[np.ndarray, np.ndarray]:
     Keyword arguments are Separator's (n_fft, hop_length, kernel_frames, kernel_bins, power, margin).
     """
     y = np.asarray(y, np.float32)
-    flat = y.reshape(-1, y.shape[-1])
+    flat = y.reshape(int(np.prod(y.shape[:-1])), y.shape[-1])
     harmonic, percussive = np.empty_like(flat), np.empty_like(flat)
     for c, channel in enumerate(flat):
         separator = Separator(**kwargs)
