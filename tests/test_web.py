@@ -151,7 +151,9 @@ def screenshot_stills(tmp_path: Path, pages: dict[str, Path], times) -> dict[tup
     harness.write_text("<!doctype html><body style='margin:0;background:#777'>" + "".join(cells) + "</body>")
     shot = harness.with_suffix(".png")
     columns = max(len(t) for t in times.values())
-    done = browser(f"--screenshot={shot}", f"--window-size={256 * columns},{256 * len(pages)}", harness.as_uri())
+    # The budget lets every iframe load and draw before the shot, however slow the machine.
+    done = browser("--virtual-time-budget=2000", f"--screenshot={shot}",
+                   f"--window-size={256 * columns},{256 * len(pages)}", harness.as_uri())
     assert shot.exists(), done.stderr[-2000:]
     picture = np.asarray(Image.open(shot).convert("RGB"))
     return {key: picture[y:y + h, x:x + 256] for key, (y, x, h) in slots.items()}
@@ -221,7 +223,8 @@ def stills_reported(tmp_path: Path, page: Path, times) -> dict[str, tuple[int, n
     harness.write_text("<!doctype html><body><pre id=log></pre><script>addEventListener('message', e => {"
                        "const d = e.data.cppnviz; document.getElementById('log').textContent += "
                        "d.t + ';' + d.frame + ';' + d.values + '\\n'; });</script>" + frames + "</body>")
-    dom = browser("--dump-dom", harness.as_uri()).stdout
+    # The budget lets every posted message land before the DOM is dumped, however slow the machine.
+    dom = browser("--virtual-time-budget=2000", "--dump-dom", harness.as_uri()).stdout
     log = re.search(r'<pre id="log">(.*?)</pre>', dom, re.S).group(1)
     drawn = {}
     for line in log.strip().splitlines():
