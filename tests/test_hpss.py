@@ -17,9 +17,6 @@ from cppnviz.nodes.hpss import HPSS
 from cppnviz.ports import AudioWindow
 from cppnviz.timebase import Tick, sample_at
 
-F32 = np.finfo(np.float32).eps
-
-
 def parts(seconds: float = 4.0, bpm: float = 120, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
     """(drums, chords): kick, snare and hats from the demo's instruments, and held three-note chords."""
     rng = np.random.default_rng(seed)
@@ -36,7 +33,7 @@ def parts(seconds: float = 4.0, bpm: float = 120, seed: int = 7) -> tuple[np.nda
         # 50 ms fades, so a chord change is not itself a click
         fade = np.clip(np.minimum(t - 2.0 * k, 2.0 * (k + 1) - t) / 0.05, 0, 1)
         chords += fade * sum(np.sin(2 * np.pi * DEMO["midi_hz"](m) * t) for m in notes) / 3
-    return (0.5 * drums / np.abs(drums).max()).astype(np.float32), (0.5 * chords / np.abs(chords).max()).astype(np.float32)
+    return tuple((0.5 * part / np.abs(part).max()).astype(np.float32) for part in (drums, chords))
 
 
 def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:

@@ -77,14 +77,16 @@ def test_audio_name_equals_file_replaces_that_stem_only(stems):
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["--audio", "bass=other.wav"], "error: stems.yaml: --audio bass=other.wav: no audio_file node named 'bass'; audio_file "
-                                    "nodes: mix, drums"),
-    (["--audio", "drums=other.wav", "--audio", "drums=mix.wav"], "error: stems.yaml: --audio: two files for node 'drums': "
-                                                                "other.wav and mix.wav"),
-    (["--audio", "other.wav"], "error: stems.yaml: --audio other.wav: needs exactly one audio_file node in the graph, found mix, "
-                               "drums; name one: --audio NAME=FILE"),
-    (["--audio", "drums=missing.wav"], "error: stems.yaml: node 'drums': audio file 'STEMS/missing.wav': file not found"),
-    (["--audio", "drums=corrupt.wav"], "error: stems.yaml: node 'drums': audio file 'STEMS/corrupt.wav': cannot decode"),
+    (["--audio", "bass=other.wav"],
+     "error: stems.yaml: --audio bass=other.wav: no audio_file node named 'bass'; audio_file nodes: mix, drums"),
+    (["--audio", "drums=other.wav", "--audio", "drums=mix.wav"],
+     "error: stems.yaml: --audio: two files for node 'drums': other.wav and mix.wav"),
+    (["--audio", "other.wav"], "error: stems.yaml: --audio other.wav: needs exactly one audio_file node in the graph, "
+                               "found mix, drums; name one: --audio NAME=FILE"),
+    (["--audio", "drums=missing.wav"],
+     "error: stems.yaml: node 'drums': audio file 'STEMS/missing.wav': file not found"),
+    (["--audio", "drums=corrupt.wav"],
+     "error: stems.yaml: node 'drums': audio file 'STEMS/corrupt.wav': cannot decode"),
 ])
 def test_stem_mistakes_are_one_line_and_nothing_is_written(stems, args, expected):
     (stems / "corrupt.wav").write_bytes(b"RIFF\x00\x01junk" * 100)
