@@ -88,7 +88,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.only in (None, "speed"):
-            song = sparse_song(tmp / "song.flac", 60)
+            song = ROOT / "examples" / "demo.wav"             # music: the frames move, so PSNR means something
             print("\n| size | frames | segments | single s | --ray s | speed-up | PSNR min / mean dB (crf 20) |")
             print("|---|---|---|---|---|---|---|")
             for (w, h), seconds, seg in (((512, 512), 8, 1.0), ((1920, 1080), 2, 0.25)):
@@ -110,12 +110,13 @@ def main() -> None:
             g = graph(tmp, song, 64, 64, "tiny")
             # Run it with --cpus 1: one task at a time, so each extra segment adds its overhead and nothing else.
             print(f"\n| 64x64, 20 s at 30 fps, Ray with {args.cpus} CPUs | segments | --ray s | "
-                  "extra per added segment |")
+                  "extra per added segment (best of 3) |")
             print("|---|---|---|---|")
             base = None
             for seg in (20, 5, 1, 0.25):
-                wall, _, line = render(g, "--seconds", 20, "--out", tmp / "t.mp4", "--ray", address,
-                                       "--segment-seconds", seg)
+                runs = [render(g, "--seconds", 20, "--out", tmp / "t.mp4", "--ray", address, "--segment-seconds", seg)
+                        for _ in range(3)]
+                wall, line = min(r[0] for r in runs), runs[0][2]      # the least disturbed of three
                 count = int(re.search(r"in (\d+) segments", line).group(1))
                 base = base or (wall, count)
                 extra = (wall - base[0]) / (count - base[1]) if count > base[1] else float("nan")
