@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 from . import runner
 from .argtypes import positive_seconds
-from .errors import CppnvizError, GraphError, NodeRunError, OutputError, Problem
+from .errors import CppnvizError, NodeRunError, OutputError
 
 SEGMENT_SECONDS = 10.0
 

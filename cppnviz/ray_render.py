@@ -353,6 +353,8 @@ def render(graph: Graph, n_frames: int, ray, *, segment_seconds: float, quiet: b
     from tqdm import tqdm
 
     cut = split(graph)
+    if n_frames == 0:
+        raise CppnvizError("nothing to render on Ray: the run has 0 frames")
     encoder = cut.encoder
     path = Path(encoder.p.path.rstrip(os.sep))
     mp4 = encoder.p.format == "mp4"
