@@ -59,7 +59,8 @@ def main() -> None:
                learn.pca_error(pca, corpus.heldout_songs), learn.ae_error(net, corpus.heldout_songs, mean)]
         print(f"| {size} | " + " | ".join(f"{e:.5f}" for e in row) +
               f" | {epoch} | {wall:.1f} ({cpu:.1f}) | {wall / minutes:.1f} |")
-        last = LearnedModel("autoencoder", settings, encoder=learn.encoder_of(net, 3), mean=mean)
+        encoder, decoder = learn.halves(net, 3)
+        last = LearnedModel("autoencoder", settings, encoder=encoder, decoder=decoder, mean=mean)
     # Inference per frame as the node runs it: the log-mel vector of one tick, then the encoder.
     mel, signal = LogMel(settings), np.random.default_rng(0).uniform(-0.5, 0.5, settings.sample_rate).astype(np.float32)
     before, after = settings.reach

@@ -108,8 +108,8 @@ def cmd_learn(args) -> int:
         errors["autoencoder"] = {k: (learn.ae_error(net, v, mean) if v is not None and len(v) else None)
                                  for k, v in held.items()}
         errors["autoencoder"]["epochs"] = epoch
-        encoder = learn.LearnedModel("autoencoder", settings, encoder=learn.encoder_of(net, len(args.hidden) + 1),
-                                     mean=mean)
+        encoder, decoder = learn.halves(net, len(args.hidden) + 1)
+        encoder = learn.LearnedModel("autoencoder", settings, encoder=encoder, decoder=decoder, mean=mean)
         # auto: judged on songs never trained on when there are some, else on the held-out time.
         judge = "heldout_songs" if corpus.heldout_songs is not None else "heldout_time"
         if args.method == "autoencoder" or errors["autoencoder"][judge] < errors["pca"][judge]:

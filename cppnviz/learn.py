@@ -102,10 +102,10 @@ def autoencoder(n_in: int, hidden: list[int], size: int, seed: int) -> MLP:
     return net
 
 
-def encoder_of(net: MLP, depth: int) -> MLP:
-    """The first `depth` layers (input to bottleneck) as a network of their own."""
-    return MLP([w.copy() for w in net.weights[:depth]], [b.copy() for b in net.biases[:depth]],
-               list(net.activations[:depth]))
+def halves(net: MLP, depth: int) -> tuple[MLP, MLP]:
+    """(the first `depth` layers: input to bottleneck, the rest: bottleneck to output) as networks of their own."""
+    return tuple(MLP([w.copy() for w in net.weights[part]], [b.copy() for b in net.biases[part]],
+                     list(net.activations[part])) for part in (slice(0, depth), slice(depth, None)))
 
 
 def ae_error(net: MLP, frames: np.ndarray, mean: np.ndarray, chunk: int = 8192) -> float:

@@ -23,6 +23,7 @@ class LearnedModel:
     method: str                        # "autoencoder" or "pca"
     settings: MelSettings
     encoder: MLP | None = None         # the autoencoder's first half (bottleneck activation included)
+    decoder: MLP | None = None         # its second half: features back to centred frames (for checks and tools)
     mean: np.ndarray | None = None     # the training frames' mean, subtracted before either encoder
     components: np.ndarray | None = None   # PCA: the top components, (size, n_in)
     header: dict[str, Any] = field(default_factory=dict)
@@ -39,13 +40,21 @@ class LearnedModel:
             return self.encoder(centred).astype(np.float32, copy=False)
         return (centred @ self.components.T).astype(np.float32)
 
+    def reconstruct(self, features: np.ndarray) -> np.ndarray:
+        """Log-mel vectors rebuilt from features (the decoder, or the PCA components), float32."""
+        features = np.asarray(features, np.float32)
+        centred = self.decoder(features) if self.method == "autoencoder" else features @ self.components
+        return (centred + self.mean).astype(np.float32, copy=False)
+
     def save(self, path, header: dict[str, Any]) -> None:
         """Write the model with `header` (songs, errors, ...) beside its method and mel settings."""
         arrays = {"mean": self.mean}
         if self.method == "autoencoder":
-            for i, (w, b) in enumerate(zip(self.encoder.weights, self.encoder.biases)):
-                arrays[f"W{i}"], arrays[f"b{i}"] = w, b
-            header = {**header, "activations": self.encoder.activations}
+            for prefix, net in (("", self.encoder), ("decoder_", self.decoder)):
+                for i, (w, b) in enumerate(zip(net.weights, net.biases)):
+                    arrays[f"{prefix}W{i}"], arrays[f"{prefix}b{i}"] = w, b
+            header = {**header, "activations": self.encoder.activations,
+                      "decoder_activations": self.decoder.activations}
         else:
             arrays["components"] = self.components
         madefile.write(path, kind=KIND, version=VERSION,
@@ -58,10 +67,12 @@ class LearnedModel:
         try:
             settings = MelSettings(**meta["mel"])
             if meta["method"] == "autoencoder":
-                count = len(meta["activations"])
-                encoder = MLP([arrays[f"W{i}"] for i in range(count)], [arrays[f"b{i}"] for i in range(count)],
-                              list(meta["activations"]))
-                model = cls("autoencoder", settings, encoder=encoder, mean=arrays["mean"], header=meta)
+                encoder, decoder = (MLP([arrays[f"{prefix}W{i}"] for i in range(len(kinds))],
+                                        [arrays[f"{prefix}b{i}"] for i in range(len(kinds))], list(kinds))
+                                    for prefix, kinds in (("", meta["activations"]),
+                                                          ("decoder_", meta["decoder_activations"])))
+                model = cls("autoencoder", settings, encoder=encoder, decoder=decoder, mean=arrays["mean"],
+                            header=meta)
                 expected = settings.size
                 found = encoder.sizes[0]
             else:

@@ -62,6 +62,9 @@ def test_autoencoder_beats_pca_on_held_out_time_and_the_file_holds_the_measured_
     pca = learn.fit_pca(corpus.train, 10, model.settings)
     assert errors["pca"]["heldout_time"] == pytest.approx(learn.pca_error(pca, corpus.heldout_time), rel=1e-4)
     codes = model.encode(corpus.heldout_time)
+    rebuilt = model.reconstruct(codes)
+    measured = float(np.mean(np.square(rebuilt - corpus.heldout_time, dtype=np.float64)))
+    assert errors["autoencoder"]["heldout_time"] == pytest.approx(measured, rel=1e-4)
     assert np.all((codes >= 0) & (codes <= 1)), "the sigmoid bottleneck keeps features in [0, 1]"
     assert [s["role"] for s in model.header["songs"]].count("held out") == 1
     assert "held-out time" in done.stderr and "held-out songs" in done.stderr
