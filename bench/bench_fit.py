@@ -3,7 +3,8 @@
 Run: .venv/bin/python bench/bench_fit.py [--steps 4000] [--image PICTURE] [--pictures]
 The picture is the project's own (tests/test_fit.py's shapes: a gradient, a disc and a box) unless --image names
 one. Times are wall and CPU seconds of one process (the trainer runs BLAS on one thread). --pictures also
-writes docs/img/fit_before_after.png and examples/fitted_look.npz (the look examples/fitted.yaml ships with).
+writes examples/fitted_look.npz (the look examples/fitted.yaml ships with) and docs/img/fit_before_after.png
+(the picture, the look at the neutral features, a frame of examples/fitted.yaml's video of the demo song).
 """
 
 from __future__ import annotations
@@ -59,23 +60,28 @@ def main() -> None:
 
 
 def write_pictures(made) -> None:
-    """The image, the fitted picture at the neutral features, and a frame under loud features, side by side."""
+    """The image, the fitted picture at the neutral features, and a frame of examples/fitted.yaml's video, side by side."""
     from PIL import Image
+
+    from cppnviz import runner
+    from cppnviz.graph import load_graph
 
     image, model, figures = made
     fitting.save_look(ROOT / "examples" / "fitted_look.npz", model, n_features=8, feature_gain=0.5, figures=figures,
                       image={"name": "shapes (tests/test_fit.py)", "fit_width": 128, "fit_height": 128},
                       training={"size": 128, "steps": "see bench_fit.py", "seed": 0, "reactivity": 0.5})
-    coords = fitting.coordinates(128, 128)
-    neutral = fitting.render(model, coords, np.full(8, 0.5, np.float32)).reshape(128, 128, 3)
-    loud = fitting.reference_sequence(8, 0.5)[3]   # a frame of music: one vector of the reference sequence
-    moved = fitting.render(model, coords, loud).reshape(128, 128, 3)
-    gap = np.ones((128, 4, 3), np.float32)
-    row = np.concatenate([image, gap, neutral, gap, moved], axis=1)
+    neutral = fitting.render(model, fitting.coordinates(256, 256), np.full(8, 0.5, np.float32)).reshape(256, 256, 3)
+    # The example graph on the demo song at 256 px: of its first 10 s, the frame farthest from the still picture.
+    graph = load_graph(ROOT / "examples" / "fitted.yaml", [("cppn", "width", 256), ("cppn", "height", 256)])
+    frames = [values.reshape(256, 256, 3) for _, _, values in runner.collect(graph, "cppn", ["frame"], 300)]
+    moved = max(frames, key=lambda f: float(np.abs(f - neutral).mean()))
+    big = np.asarray(Image.fromarray(np.round(image * 255).astype(np.uint8)).resize((256, 256), Image.Resampling.NEAREST),
+                     np.float32) / 255
+    gap = np.ones((256, 6, 3), np.float32)
+    row = np.concatenate([big, gap, neutral, gap, moved], axis=1)
     out = ROOT / "docs" / "img" / "fit_before_after.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.round(np.clip(row, 0, 1) * 255).astype(np.uint8)).resize(
-        (row.shape[1] * 2, 256), Image.Resampling.NEAREST).save(out)
+    Image.fromarray(np.round(np.clip(row, 0, 1) * 255).astype(np.uint8)).save(out)
     print(f"wrote {out} and examples/fitted_look.npz (PSNR {figures['psnr']:.2f} dB, "
           f"reactivity {figures['reactivity']:.3f})")
 

@@ -98,6 +98,8 @@ _SOURCE = r"""
 #define O {n_out}
 #define SIGMOID {sigmoid}
 #define VIGNETTE {vignette}
+#define BIASES {biases}
+#define BIAS_BASE {bias_base}
 #define ACT(x) ({activation})
 #define TANH(x) ({tanh})
 
@@ -129,6 +131,9 @@ extern "C" __global__ void cppn_frame(float* __restrict__ out, const float* __re
             float z = 0.0f;
             #pragma unroll {unroll}
             for (int m = 0; m < H; ++m) z = fmaf(h[m], W(base + m * H + k), z);
+#if BIASES
+            z += W(BIAS_BASE + layer * H + k);  // after the sum, as the numpy path adds it
+#endif
             g[k] = ACT(z);
         }}
         #pragma unroll
@@ -140,6 +145,9 @@ extern "C" __global__ void cppn_frame(float* __restrict__ out, const float* __re
         float z = 0.0f;
         #pragma unroll {unroll}
         for (int m = 0; m < H; ++m) z = fmaf(h[m], W(base + m * O + c), z);
+#if BIASES
+        z += W(BIAS_BASE + HIDDEN_LAYERS * H + c);
+#endif
         // sigmoid(z) = (1 + tanh(z/2)) / 2, as the numpy path computes it.
         const float v = SIGMOID ? TANH(0.5f * z) : ACT(z);
         o[c] = 0.5f * v + 0.5f;
@@ -204,17 +212,21 @@ def gpu_unavailable() -> str | None:
 
 
 def cppn_source(*, hidden: int, layers: int, n_out: int, activation: str, sigmoid: bool, vignette: bool,
-                n_weights: int, constant: bool = True, fast_math: bool = False) -> str:
+                n_weights: int, constant: bool = True, fast_math: bool = False, biases: bool = False) -> str:
     """The CUDA source of the fused kernel for one network shape (compiled once per shape by CuPy).
 
     constant: weights in __constant__ memory (up to CONSTANT_FLOATS of them), else read from global memory.
+    biases: the packed weights end with the hidden layers' and the output's biases (fitted looks; layer 1's
+    is in the per-frame term); n_weights counts them.
     """
+    bias_base = n_weights - ((layers - 2) * hidden + n_out if biases else 0)
     in_constant = constant and n_weights <= CONSTANT_FLOATS
     weights_decl = (f"__constant__ float c_weights[{n_weights}];\n#define W(index) c_weights[index]" if in_constant
                     else "#define W(index) __ldg(w_global + (index))")
     functions = _ACTIVATIONS[fast_math]
     return _SOURCE.format(hidden=hidden, hidden_layers=layers - 2, n_out=n_out, sigmoid=int(sigmoid),
-                          vignette=int(vignette), activation=functions[activation], tanh=functions["tanh"],
+                          vignette=int(vignette), biases=int(biases), bias_base=bias_base,
+                          activation=functions[activation], tanh=functions["tanh"],
                           functions=FUNCTIONS, weights_decl=weights_decl,
                           # Unrolling everything keeps h[] in registers; past 64 units it only bloats the code.
                           unroll="" if hidden <= 64 else "4",
@@ -223,10 +235,12 @@ def cppn_source(*, hidden: int, layers: int, n_out: int, activation: str, sigmoi
                           layer_unroll="#pragma unroll" if in_constant else "")
 
 
-def pack_weights(w_layers: list[np.ndarray]) -> np.ndarray:
-    """The kernel's weight layout: layer 1's spatial rows (3, H), each hidden (H, H), then (H, O), row-major."""
+def pack_weights(w_layers: list[np.ndarray], biases: list[np.ndarray] | None = None) -> np.ndarray:
+    """The kernel's weight layout: layer 1's spatial rows (3, H), each hidden (H, H), then (H, O), row-major;
+    then the biases of the layers after the first, if any."""
     first = np.asarray(w_layers[0], np.float32)[:3]
-    return np.concatenate([first.ravel()] + [np.asarray(w, np.float32).ravel() for w in w_layers[1:]])
+    return np.concatenate([first.ravel()] + [np.asarray(w, np.float32).ravel() for w in w_layers[1:]]
+                          + [np.asarray(b, np.float32).ravel() for b in biases or ()])
 
 
 # Which network's weights each shared __constant__ symbol holds now: symbol address -> network number
@@ -244,20 +258,21 @@ class CudaNetwork:
 
     def __init__(self, w_layers: list[np.ndarray], width: int, height: int, *, activation: str, mapping: str,
                  half_y: float, half_x: float, scale: float, vignette: bool, memory: str | None = None,
-                 fast_math: bool | None = None):
+                 fast_math: bool | None = None, biases: list[np.ndarray] | None = None):
         import cupy
 
         self.cupy = cupy
         hidden = w_layers[0].shape[1]
         n_out = w_layers[-1].shape[1]
-        packed = pack_weights(w_layers)
+        packed = pack_weights(w_layers, biases)
         memory = memory or WEIGHT_MEMORY
         if memory not in WEIGHT_MEMORIES:
             raise ValueError(f"weight memory {memory!r}: expected one of {', '.join(WEIGHT_MEMORIES)}")
         self.memory = "global" if packed.size > CONSTANT_FLOATS else memory
         source = cppn_source(hidden=hidden, layers=len(w_layers), n_out=n_out, activation=activation,
                              sigmoid=mapping == "sigmoid", vignette=vignette, n_weights=packed.size,
-                             constant=self.memory != "global", fast_math=FAST_MATH if fast_math is None else fast_math)
+                             constant=self.memory != "global", fast_math=FAST_MATH if fast_math is None else fast_math,
+                             biases=biases is not None)
         if self.memory == "private":
             source += f"// weights {hashlib.sha256(packed.tobytes()).hexdigest()}\n"  # a module of its own
         self.module = cupy.RawModule(code=source, options=("--std=c++14",))

@@ -179,7 +179,10 @@ class Network:
                  n_features: int = 0, period: float = 0.0, activation: str = "tanh", output: str = "rgb",
                  mapping: str = "affine", scale: float = 1.0, aspect: str = "stretch",
                  vignette: bool = False, weights: str = "seed_compatible", threads: int | None = None,
-                 backend: str = "numpy"):
+                 backend: str = "numpy", look=None):
+        if look is not None:  # a fitted look (cppnviz.fit.Look): its shape, mapping and weights, and biases
+            layers, hidden, activation, output, mapping = look.layers, look.hidden, look.activation, "rgb", "sigmoid"
+            n_features = look.n_features
         self.width, self.height = width, height
         self.n_features, self.period = n_features, period
         self.activation, self.mapping = activation, mapping
@@ -187,7 +190,13 @@ class Network:
         n_in = 3 + n_features + (1 if period > 0 else 0)
         n_out = 3 if output == "rgb" else 1
         self.sizes = [n_in] + [hidden] * (layers - 1) + [n_out]
-        self.weights64 = make_weights(self.sizes, seed, weights)
+        self.weights64 = (make_weights(self.sizes, seed, weights) if look is None
+                          else [m.astype(np.float64) for m in look.model.weights])
+        # Biases (fitted looks only): layer 1's joins the per-frame term, the others follow each matmul.
+        self.b_first = 0.0 if look is None else look.model.biases[0].astype(np.float64)
+        self.biases = None if look is None else [b.astype(np.float32) for b in look.model.biases[1:]]
+        # Without a features link a look shows its picture at the neutral vector it was fitted for.
+        self.neutral = None if look is None else np.full(n_features, look.feature_gain)
         w = [m.astype(np.float32) for m in self.weights64]
         # Layer 1 per pixel is (row, col, r, 1) @ w_first: the weights of the spatial inputs, then
         # the per-frame term (features and cos t times their weights) as the weight of a constant 1.
@@ -204,7 +213,7 @@ class Network:
             # The fused kernel computes coordinates per pixel itself: no CPU frame buffers at all.
             from ._cuda import CudaNetwork
             self.gpu = CudaNetwork(self.w_layers, width, height, activation=activation, mapping=mapping,
-                                   half_y=half_y, half_x=half_x, scale=scale, vignette=vignette)
+                                   half_y=half_y, half_x=half_x, scale=scale, vignette=vignette, biases=self.biases)
             return
         self.y = axis_coords(height, half_y, scale)
         self.x = axis_coords(width, half_x, scale)
@@ -235,12 +244,13 @@ class Network:
 
     def frame_bias(self, features: np.ndarray | None, t: float) -> np.ndarray:
         """Set and return the per-frame part of layer 1's pre-activation: features (and cos t) times their weights."""
+        features = self.neutral if features is None else features
         values = [] if features is None else list(np.asarray(features, np.float64).reshape(-1))
         if len(values) != self.n_features:
             raise ValueError(f"expected {self.n_features} feature values, found {len(values)}")
         if self.period > 0:
             values.append(math.cos(2.0 * math.pi * t / self.period))
-        self.w_first[3] = np.asarray(values, np.float64) @ self.w_frame if values else 0.0
+        self.w_first[3] = (np.asarray(values, np.float64) @ self.w_frame if values else 0.0) + self.b_first
         return self.w_first[3]
 
     def render(self, features: np.ndarray | None = None, t: float = 0.0) -> np.ndarray:
@@ -278,10 +288,14 @@ class Network:
         for k, (w, block) in enumerate(zip(self.w_layers[:-1], self.blocks)):
             h = slot[k % 2][:p1 - p0]  # the two hidden buffers take turns
             _matmul(x, w, h, block)
+            if k and self.biases is not None:
+                h += self.biases[k - 1]
             _activate(h, self.activation)
             x = h
         o = slot[2][:p1 - p0]
         _matmul(x, self.w_layers[-1], o, self.blocks[-1])
+        if self.biases is not None:
+            o += self.biases[-1]
         if self.mapping == "sigmoid":
             # 1/(1+exp(-z)) == (1 + tanh(z/2)) / 2, which never overflows.
             o *= 0.5
@@ -322,7 +336,12 @@ PARAMS = (
           min=0, max=100),
     Param("backend", "choice", "auto", "auto: the GPU (CuPy) when one is usable, else numpy on the CPU; "
           "numpy; cupy (an error where no GPU is usable)", choices=BACKENDS),
+    Param("fitted", "path", "", "a look made by `cppnviz fit` (shape, activation, mapping and weights come from "
+          "it; layers, hidden, activation, output and mapping left at their defaults take its values); empty = none"),
 )
+
+# Params a look file decides: set to anything but their default or the file's value, they contradict it.
+FITTED_PARAMS = ("layers", "hidden", "activation", "output", "mapping")
 
 
 @functools.cache
@@ -359,6 +378,33 @@ def feature_count(inputs: dict, port: str = "features") -> int:
     return int(spec.size)
 
 
+def load_fitted(p, n_linked: int):
+    """The look the `fitted` param names (cppnviz.fit.Look), checked against the other params and the features link."""
+    from cppnviz.fit import load_look
+    from cppnviz.madefile import MadeFileError
+
+    try:
+        look = load_look(p.fitted)
+    except MadeFileError as exc:
+        raise ParamError(f"param 'fitted': {exc}") from None
+    defaults = {q.name: q.default for q in PARAMS}
+    problems = []
+    for name in FITTED_PARAMS:
+        ours, theirs = getattr(p, name), look.header[name]
+        if ours != defaults[name] and ours != theirs:
+            problems.append(Problem(f"param '{name}'", f"is {ours!r} but the fitted look '{p.fitted}' has {name} "
+                                                       f"{theirs!r}; leave it out or set it to {theirs!r}"))
+    if p.period:
+        problems.append(Problem("param 'period'", f"is {p.period!r} but the fitted look '{p.fitted}' has no time "
+                                                  "input; leave it out or set it to 0"))
+    if n_linked and n_linked != look.n_features:
+        problems.append(Problem("input 'features'", f"carries {n_linked} values but the fitted look '{p.fitted}' "
+                                                    f"takes {look.n_features}"))
+    if problems:
+        raise GraphError(problems)
+    return look
+
+
 class CPPN(Node):
     """A compositional pattern-producing network frame: the seed post's CPPN, driven by features."""
 
@@ -372,11 +418,12 @@ class CPPN(Node):
 
     def configure(self, inputs):
         p = self.p
+        look = load_fitted(p, feature_count(inputs)) if p.fitted else None
         self.network = Network(p.width, p.height, layers=p.layers, hidden=p.hidden, seed=p.seed,
                                n_features=feature_count(inputs), period=p.period, activation=p.activation,
                                output=p.output, mapping=p.mapping, scale=p.scale, aspect=p.aspect,
                                vignette=p.vignette, weights=p.weights,
-                               backend=choose_backend(p.backend, self.name))
+                               backend=choose_backend(p.backend, self.name), look=look)
         return {"frame": Spec("frame", shape=(p.height, p.width, 3))}
 
     def start(self):
