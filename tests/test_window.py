@@ -112,6 +112,19 @@ def wait_for(xvfb: Xvfb, what, window: str = "root", timeout: float = 20.0) -> n
         time.sleep(0.1)
 
 
+def cursor_settles(xvfb: Xvfb, shown: bool, timeout: float = 10.0) -> bool:
+    """Whether the cursor at the screen's centre is (or soon becomes) shown or hidden; True without libXfixes.
+
+    SDL applies a hidden cursor as it handles the window's events, a moment after the picture shows.
+    """
+    deadline = time.monotonic() + timeout
+    while xvfb.cursor_shown(SCREEN[0] // 2, SCREEN[1] // 2) not in (shown, None):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def shows_picture(shot: np.ndarray) -> bool:
     h, w = shot.shape[:2]
     return bool(shot[h // 2, w // 2].max() > 0)
@@ -249,9 +262,11 @@ def test_non_integer_scales_resized_and_fullscreen_are_letterboxed_and_f_and_q_w
                         window)
         assert_shows(shot, frame, letterbox_rect((160, 90), (640, 250)))    # x2.78: (98, 0, 444, 250)
 
+        assert cursor_settles(xvfb, True)                                   # over the window: a cursor
         xvfb.key(window, "f")
         shot = wait_for(xvfb, lambda s: s[5, 5].any() == 0 and s[300, 5].any())   # the whole screen's width
         assert_shows(shot, frame, letterbox_rect((160, 90), SCREEN))          # (0, 75, 800, 450)
+        assert cursor_settles(xvfb, False)                                  # fullscreen: none
 
         window = xvfb.window_of(process.pid)   # pygame makes a new window when the mode changes
         xvfb.key(window, "f")
@@ -271,11 +286,12 @@ def test_fullscreen_flag_with_fit_fill_covers_the_screen(tmp_path, xvfb):
     # (stretch, the simplest case, is tested through placement() above)
     path = graph(tmp_path, 160, 90)
     frame = offline_frame(path)
-    process = start(xvfb, path, "--fullscreen", "--fit", "fill", seconds=1.5)
+    process = start(xvfb, path, "--fullscreen", "--fit", "fill", seconds=5)
     try:
         window = xvfb.window_of(process.pid)
         assert xvfb.geometry(window) == SCREEN
         shot = wait_for(xvfb, shows_picture)
+        assert cursor_settles(xvfb, False)                       # no cursor on the projector
         # scale 800/120 = 600/90: the frame's sides cropped by 20 columns each
         assert_shows(shot, frame, (0, 0, *SCREEN), (20, 0, 120, 90))
         stderr = finish(process)

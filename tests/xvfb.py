@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import select
 import shutil
@@ -97,6 +99,27 @@ class Xvfb:
         self.run("xdotool", "windowfocus", "--sync", window)
         self.run("xdotool", "key", "--clearmodifiers", *keys)
 
+    def cursor_shown(self, x: int, y: int) -> bool | None:
+        """With the pointer moved to (x, y): does the cursor there have any opaque pixel? None without libXfixes."""
+        if not (xfixes_name := ctypes.util.find_library("Xfixes")):
+            return None
+        self.run("xdotool", "mousemove", str(x), str(y))   # (--sync would wait forever if it is there already)
+        x11, xfixes = ctypes.CDLL(ctypes.util.find_library("X11")), ctypes.CDLL(xfixes_name)
+        x11.XOpenDisplay.restype = ctypes.c_void_p
+        x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+        x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+        x11.XFree.argtypes = [ctypes.c_void_p]
+        xfixes.XFixesGetCursorImage.restype = ctypes.POINTER(_CursorImage)
+        xfixes.XFixesGetCursorImage.argtypes = [ctypes.c_void_p]
+        display = x11.XOpenDisplay(self.display.encode())
+        try:
+            image = xfixes.XFixesGetCursorImage(display).contents
+            pixels = image.pixels[:image.width * image.height]     # ARGB, one unsigned long each
+            x11.XFree(ctypes.addressof(image))
+        finally:
+            x11.XCloseDisplay(display)
+        return any(p >> 24 & 0xFF for p in pixels)
+
     def kill_client(self, window: str) -> None:
         """Destroy a window's connection from outside, as xkill does (XKillClient)."""
         self.run("xdotool", "windowkill", window)
@@ -109,6 +132,15 @@ class Xvfb:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+class _CursorImage(ctypes.Structure):
+    """XFixesCursorImage (X11/extensions/Xfixes.h)."""
+
+    _fields_ = [("x", ctypes.c_short), ("y", ctypes.c_short), ("width", ctypes.c_ushort),
+                ("height", ctypes.c_ushort), ("xhot", ctypes.c_ushort), ("yhot", ctypes.c_ushort),
+                ("cursor_serial", ctypes.c_ulong), ("pixels", ctypes.POINTER(ctypes.c_ulong)),
+                ("atom", ctypes.c_ulong), ("name", ctypes.c_char_p)]
 
 
 def read_xwd(dump: bytes) -> np.ndarray:
