@@ -17,8 +17,8 @@ Per tick the source value x goes through, in order:
 4. `amount`: a blend from the param's static value (0) to the driven one (1).
 5. `step`: the value snaps to min + n * step; integer params to whole numbers, choice params
    (and bools) step through their values, min..max being indexes or the values themselves.
-6. `rate`: at most `rate` changes of the value in any one-second window (a fraction: one change
-   per 1/rate s); a change that would exceed it is held back until allowed.
+6. `rate`: at most `rate` changes of the value in any one-second window (rounded down to whole
+   changes; below 1, one change per 1/rate s); a change that would exceed it waits until allowed.
 
 The result goes through the param's own check, clamped like a live controller.
 """
