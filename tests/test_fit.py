@@ -146,6 +146,23 @@ def test_sixteen_bit_grayscale_keeps_its_depth(tmp_path):
     assert np.abs(loaded - ramp / 65535).max() < 1e-6 and len(np.unique(loaded)) > 4000
 
 
+def test_sixteen_bit_colour_pngs_load(tmp_path):
+    # Written by FFmpeg (48 and 64 bits a pixel); Pillow reads 16-bit colour at 8 bits, so: the same picture.
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not found (.ci/run installs it)")
+    pictures = {}
+    for fmt in ("rgb24", "rgb48be", "rgba64be"):
+        path = tmp_path / f"{fmt}.png"
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=32x32", "-pix_fmt", fmt,
+                        "-frames:v", "1", str(path)], check=True)
+        pictures[fmt] = load_image(path, size=32)
+    for fmt in ("rgb48be", "rgba64be"):   # testsrc is opaque: alpha 1 everywhere
+        assert np.abs(pictures[fmt] - pictures["rgb24"]).max() <= 1 / 255 + 1e-6, fmt
+
+
 def test_alpha_goes_on_black(tmp_path):
     rgba = np.zeros((16, 16, 4), np.uint8)
     rgba[..., :3] = 200
