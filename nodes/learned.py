@@ -96,13 +96,15 @@ class Learned(Node):
         self.observed.append(self.encoded(audio))
 
     def fit(self, inputs):
+        for window in np.ravel(inputs.get("audio", [])):   # stacked windows, as a tool may hand them
+            self.observe(None, window)
         raw = np.stack(self.observed) if self.observed else np.zeros((0, self.model.size), np.float32)
         self.observed = []
         values = centred_mean(raw, self.blur_frames)
         self.track = song_scaled(values) if self.p.scale == "song" and len(values) else values
 
     def process(self, tick, audio):
-        if self.track is not None:
+        if self.track is not None and len(self.track):
             return {"features": self.track[min(tick.index, len(self.track) - 1)].copy()}
         value = self.encoded(audio)
         if self.blur_frames > 1:
