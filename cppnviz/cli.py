@@ -19,6 +19,7 @@ from .launch import EXIT_INTERRUPTED, interrupt
 from .argtypes import positive_seconds
 from .errors import CppnvizError, GraphError, NodeRunError, OutputError, Problem
 from .graph import Graph, load_graph, parse_assignment, read_graph_file
+from .stems import audio_overrides
 from .outputs import (check_file_output, check_folder, check_not_an_input, names_a_folder, partial_path,
                       remove_stale_partials)
 
@@ -36,6 +37,9 @@ def _overrides(args, data: dict) -> list[tuple[str, str, object]]:
     for flag, type_name in (("audio", "audio_file"), ("out", "encoder")):
         value = getattr(args, flag, None)
         if value is None:
+            continue
+        if flag == "audio":   # --audio FILE, or --audio NAME=FILE per stem (repeatable)
+            pairs += audio_overrides(value, nodes)
             continue
         matches = [n for n, spec in nodes.items() if isinstance(spec, dict) and spec.get("type") == type_name]
         if len(matches) != 1:
@@ -57,7 +61,7 @@ def absolute(text: str) -> str:
 
 def _load(args) -> Graph:
     data = read_graph_file(args.graph)
-    return load_graph(args.graph, _overrides(args, data))
+    return load_graph(args.graph, _overrides(args, data), preset=getattr(args, "preset", None))
 
 
 def cmd_check(args) -> int:
@@ -75,6 +79,9 @@ def cmd_render(args) -> int:
         raise GraphError([Problem(str(args.graph), "nothing to render into: the graph has no encoder node")])
     check_not_an_input(graph.files(written=True), graph.files(written=False))
     n = runner.total_frames(graph, args.seconds)
+    if getattr(args, "ray", None):
+        from .cli_batch import render_on_ray  # Ray is imported only with --ray
+        return render_on_ray(args, graph, n)
     from tqdm import tqdm  # only the render command draws a progress bar
 
     bar = tqdm(total=n, unit="frame", disable=None if not args.quiet else True, file=sys.stderr,
@@ -204,16 +211,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", action="append", metavar="NODE.PARAM=VALUE",
                        help="override a param (validated like the file); repeatable")
         p.add_argument("--seconds", type=positive_seconds, metavar="S", help="only the first S seconds")
+        p.add_argument("--preset", metavar="FILE", help="apply a preset (drives and params; a file or a shipped "
+                                                        "preset's name, see `cppnviz presets`)")
         p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
         p.set_defaults(func=func)
         return p
 
     p = graph_command("render", cmd_render, "render a graph to a video file")
-    p.add_argument("--audio", metavar="FILE", help="audio file for the graph's audio_file node")
+    p.add_argument("--audio", action="append", metavar="[NAME=]FILE",
+                   help="audio file for the graph's audio_file node; NAME=FILE for the node NAME (stems; repeatable)")
     p.add_argument("--out", metavar="FILE", help="output path for the graph's encoder node")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .cli_batch import add_batch_command, add_ray_options; add_ray_options(p)  # --ray, --segment-seconds
     p = graph_command("features", cmd_features, "write one CSV row of features per frame")
-    p.add_argument("--audio", metavar="FILE", help="audio file for the graph's audio_file node")
+    p.add_argument("--audio", action="append", metavar="[NAME=]FILE",
+                   help="audio file for the graph's audio_file node; NAME=FILE for the node NAME (stems; repeatable)")
     p.add_argument("--node", metavar="NODE", help="node whose features outputs to write, all of them (default: the node feeding the CPPN)")
     p.add_argument("--out", dest="csv", metavar="FILE.csv", help="CSV file to write (default: standard output)")
     graph_command("check", cmd_check, "validate a graph without rendering")
@@ -221,7 +233,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_live_commands(sub)
     from .cli_beats import add_beats_command
     add_beats_command(sub)
+    from .cli_fit import add_fit_command; add_fit_command(sub)  # fit: a CPPN look fitted to a picture
+    from .cli_presets import add_presets_command; add_presets_command(sub)  # noqa: E702
+    from .cli_separate import add_separate_command; add_separate_command(sub)  # harmonic.wav, percussive.wav
+    from .cli_soundpic import add_soundpic_commands; add_soundpic_commands(sub)  # to-image, to-video, to-audio
+    from .cli_web import add_web_commands  # web and glsl: the shader exports
+    add_web_commands(sub)
+    add_batch_command(sub)
     from .cli_grid import add_grid_commands; add_grid_commands(sub)  # bake, grid-from
+    from .cli_learn import add_learn_command; add_learn_command(sub)  # learned features from your songs
     p = sub.add_parser("nodes", help="list node types, ports and params")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_nodes)

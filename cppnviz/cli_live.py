@@ -27,6 +27,7 @@ def add_live_commands(subparsers) -> None:
     source.add_argument("--audio", metavar="FILE", help="audio file to play for the graph's audio_file node")
     p.add_argument("--set", action="append", metavar="NODE.PARAM=VALUE",
                    help="override a param (validated like the file); repeatable")
+    p.add_argument("--preset", metavar="FILE", help="apply a preset (drives and params; see `cppnviz presets`)")
     p.add_argument("--osc-host", default="127.0.0.1", metavar="ADDR",
                    help="address to receive OSC param changes on (default 127.0.0.1; 0.0.0.0 for every network)")
     p.add_argument("--osc-port", type=_port, default=9000, metavar="N",
@@ -35,12 +36,17 @@ def add_live_commands(subparsers) -> None:
                    help="send features here every frame, besides the graph's osc.to; repeatable")
     p.add_argument("--oscquery-port", type=_port, metavar="N", help="serve OSCQuery (discovery) over HTTP on this port")
     p.add_argument("--no-window", action="store_true", help="no preview window")
+    add_window_flags(p)
     p.add_argument("--audio-backend", choices=("pyo", "jack", "null"), default="pyo",
                    help="pyo: the sound card through PortAudio (default); jack: a running JACK server; "
                         "null: no sound card, the clock paced by the wall clock (CI, headless machines)")
     p.add_argument("--seconds", type=positive_seconds, metavar="S", help="stop after S seconds")
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_live)
+
+    p = subparsers.add_parser("screens", help="list the displays a window can open on, with their sizes",
+                              description="List the displays (for live --screen N) and their desktop sizes.")
+    p.set_defaults(func=cmd_screens)
 
     p = subparsers.add_parser("devices", help="list the audio inputs and outputs pyo can use",
                               description="List the audio inputs and outputs pyo (PortAudio) can use.")
@@ -53,6 +59,9 @@ def live_graph(args) -> Graph:
     """Load the graph for a live run: --audio sets the file, --input swaps the audio_file for an audio_in."""
     path = Path(args.graph)
     data = read_graph_file(path)
+    if getattr(args, "preset", None) is not None:
+        from .presets import apply_preset
+        data = apply_preset(data, args.preset)
     overrides = [parse_assignment(text) for text in args.set or ()]
     nodes = data.get("nodes") if isinstance(data, dict) else None
     nodes = nodes if isinstance(nodes, dict) else {}
@@ -100,16 +109,18 @@ def cmd_live(args) -> int:
         control, sender = open_osc(stack, args, graph, live.sent_features(graph))
         window = None
         if not args.no_window:
-            window = live.PreviewWindow(title=f"cppnviz live - {Path(args.graph).name}")
+            window = live_window(args, graph, source, control)
             stack.callback(window.close)
         run = live.LiveRun(graph, clock, control=control, sender=sender, window=window, seconds=args.seconds)
         what = f"input {args.input or '(default)'}" if capture else f"file {source.p.path}"
         log.info("live: %s at %d Hz (%s backend), %g fps; Ctrl-C stops", what, clock.sample_rate,
                  args.audio_backend, float(graph.ctx.fps))
-        with live.StopOnSignals(run):
+        if window is not None:
+            window.on_lost = lambda: print(run.stats.summary(), file=sys.stderr)
+        with live.StopOnSignals(run) as signals:
             stats = run.run()
     print(stats.summary(), file=sys.stderr)
-    return 0
+    return 130 if signals.signalled else 0   # Ctrl-C and SIGTERM: as render (and every shell) reports them
 
 
 def open_osc(stack: ExitStack, args, graph: Graph, sent: list):
@@ -122,6 +133,7 @@ def open_osc(stack: ExitStack, args, graph: Graph, sent: list):
     server = OscServer(control, host=args.osc_host, port=args.osc_port)
     stack.callback(server.close)
     server.start()
+    args.osc_port = server.port   # the port bound (0 asks for a free one): the window's overlay shows it
     log.info("live: OSC params in on %s:%d (/<node>/<param>)", args.osc_host, server.port)
     destinations = list(dict.fromkeys([*graph.osc_to, *args.osc_out]))
     sender = None
@@ -139,6 +151,52 @@ def open_osc(stack: ExitStack, args, graph: Graph, sent: list):
         query.start()
         log.info("live: OSCQuery on http://%s:%d/", args.osc_host, query.port)
     return control, sender
+
+
+# -- the window -------------------------------------------------------------------------------
+
+def add_window_flags(p) -> None:
+    """The performer's window: size, fit, fullscreen on a chosen screen, overlay."""
+    from .preview import FITS
+
+    p.add_argument("--window-size", type=_size, metavar="WxH",
+                   help="window size in pixels, independent of the render size (default: the frame's, "
+                        "fitted to the screen)")
+    p.add_argument("--fit", choices=FITS, default="letterbox",
+                   help="letterbox: the whole frame, black bars (default); fill: the window covered, edges "
+                        "cropped; stretch: the whole frame, distorted")
+    p.add_argument("--fullscreen", action="store_true", help="start fullscreen, borderless, no cursor (f toggles)")
+    p.add_argument("--screen", type=int, default=0, metavar="N",
+                   help="display to open on (0 = the first; `cppnviz screens` lists them)")
+    p.add_argument("--overlay", action="store_true",
+                   help="show the stats overlay and meters (o toggles; h or ? lists the keys)")
+
+
+def live_window(args, graph: Graph, source, control):
+    """The preview window as the flags ask, knowing the frame's size, the song and the OSC port."""
+    from .live import shown_frame
+    from .preview import PreviewWindow
+
+    link = shown_frame(graph)
+    shape = graph.specs[(link.node, link.port)].shape if link is not None else None
+    song = Path(source.p.path).name if source.type_name == "audio_file" else None
+    return PreviewWindow(title=f"cppnviz live - {Path(args.graph).name}", overlay=args.overlay, fit=args.fit,
+                         window_size=args.window_size, fullscreen=args.fullscreen, screen=args.screen,
+                         frame_size=(shape[1], shape[0]) if shape else None, song=song,
+                         osc_port=args.osc_port, control=control)
+
+
+def cmd_screens(args) -> int:
+    from .preview import screens
+
+    driver, sizes = screens()
+    print(f"SDL video driver: {driver}" + (" (no screen: windows are drawn in memory)"
+                                           if driver in ("dummy", "offscreen") else ""))
+    for index, (width, height) in enumerate(sizes):
+        print(f"display {index}: {width}x{height}")
+    if not sizes:
+        print("no displays found")
+    return 0
 
 
 # -- devices ----------------------------------------------------------------------------------
@@ -169,6 +227,15 @@ def _port(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) < 65536:
         raise argparse.ArgumentTypeError(f"expected a port number 0..65535, found {text!r}")
     return int(text)
+
+
+def _size(text: str) -> tuple[int, int]:
+    from .preview import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _destination(text: str) -> tuple[str, int]:

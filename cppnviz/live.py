@@ -36,7 +36,7 @@ from .graph import Graph, Link
 from .node import Node
 from .audio_clock import AudioClock
 from .preview import PreviewWindow  # noqa: F401 (re-exported)
-from .runner import Scheduler, prepass
+from .runner import Scheduler, prepass, reset_drives
 from .timebase import sample_at, tick
 
 log = logging.getLogger(__name__)
@@ -131,11 +131,12 @@ class LiveStats:
     starved: int = 0             # samples played before they were written (the render thread stalled for seconds)
     lost: int = 0                # captured samples overwritten before they were read (likewise)
     window_lag_s: float = 0.0    # half the longest analysis window: how far its centre trails `newest`
+    lookahead_s: float = 0.0     # a node's look-ahead (hpss live: its output trails its input): added to each latency
     records: deque = field(default_factory=lambda: deque(maxlen=100_000))
     control: Control | None = None   # its counters end the summary (read then: the final figures)
 
     def add(self, record: FrameRecord) -> None:
-        latency = (record.done - record.newest) / self.sample_rate
+        latency = (record.done - record.newest) / self.sample_rate + self.lookahead_s
         self.frames += 1
         self.latency_sum += latency
         self.latency_max = max(self.latency_max, latency)
@@ -162,7 +163,9 @@ class LiveStats:
         lag = f"; analysis window centre {1000 * self.window_lag_s:.0f} ms further back" if self.window_lag_s else ""
         return (f"live: {self.frames} frames in {self.seconds:.2f} s ({self.fps_achieved:.1f} fps of "
                 f"{float(self.fps):g}), {self.dropped} dropped; latency newest sample -> frame ready "
-                f"mean {1000 * self.latency_mean:.1f} ms, max {1000 * self.latency_max:.1f} ms{lag}; "
+                f"mean {1000 * self.latency_mean:.1f} ms, max {1000 * self.latency_max:.1f} ms"
+                + (f" (including {1000 * self.lookahead_s:.0f} ms look-ahead)" if self.lookahead_s else "")
+                + f"{lag}; "
                 f"audio samples starved {self.starved}, lost {self.lost}"
                 + (f"; {self.control.summary()}" if self.control is not None else ""))
 
@@ -210,7 +213,9 @@ class LiveRun:
         # Analysis nodes declare their window as n_fft: half the longest is how far its centre trails.
         n_fft = max((getattr(graph.nodes[n].p, "n_fft", 0) or 0 for n in self.names), default=0)
         self.stats = LiveStats(clock.sample_rate, graph.ctx.fps, window_lag_s=n_fft / 2 / self.source.p.sample_rate,
-                               control=control)
+                               control=control,
+                               lookahead_s=max((getattr(graph.nodes[n], "latency_s", 0.0) for n in self.names),
+                                               default=0.0))
         self._stop = threading.Event()
 
     def _ends(self, seconds: float | None) -> tuple[int | None, int | None]:
@@ -234,6 +239,7 @@ class LiveRun:
         nodes = [self.graph.nodes[n] for n in self.names]
         for node in nodes:
             node.reset()
+        reset_drives(self.graph)
         started: list[Node] = []
         try:
             self._prepass()
@@ -263,7 +269,9 @@ class LiveRun:
     def _prepass(self) -> None:
         """A played file: fit whole-track nodes over the song before playback, as `render` does."""
         song = self.source.frame_count()
-        if self.graph.ctx.live or song is None or not any(self.graph.nodes[n].whole_track() for n in self.names):
+        if self.graph.ctx.live or song is None or not (
+                any(self.graph.nodes[n].whole_track() for n in self.names)
+                or any(d.needs_prepass and d.spec.node in self.names for d in self.graph.drives)):
             return
         # The whole song, even with --seconds: the statistics are the song's, as in a full render.
         log.info("live: analysing the whole song first (%d frames), as render does", song)
@@ -309,7 +317,8 @@ class LiveRun:
         if self.window is not None:
             frame = outputs.get((self.frame.node, self.frame.port)) if self.frame else None
             meters = outputs.get((self.sent[0].node, self.sent[0].port)) if self.sent else None
-            self.window.show(frame, meters, self.stats)
+            self.window.show(frame, meters, self.stats, index=k, end=self.end,
+                             audio=outputs.get((self.source.name, "audio")))
         self.stats.add(FrameRecord(k, picked, newest, started, self.clock.position_now()))
         self.stats.wall_end = time.perf_counter()
 
@@ -335,6 +344,7 @@ class StopOnSignals:
 
     def __init__(self, run: LiveRun):
         self.run = run
+        self.signalled: int | None = None   # the signal that stopped the run: the command then exits 130
         self._previous: dict = {}
 
     def __enter__(self):
@@ -345,6 +355,7 @@ class StopOnSignals:
 
     def _handle(self, signum, frame):
         log.info("live: %s, stopping", signal.Signals(signum).name)
+        self.signalled = signum
         self.run.stop()
 
     def __exit__(self, *exc):
