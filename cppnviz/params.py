@@ -96,7 +96,8 @@ class Param:
                 raise wrong
             return value, False
         if t in ("str", "path"):
-            if not isinstance(value, str) or (t == "path" and not value):
+            # An empty path is "none" only for an optional path param, one whose default is empty.
+            if not isinstance(value, str) or (t == "path" and not value and self.default != ""):
                 raise wrong
             return value, False
         if t == "choice":
