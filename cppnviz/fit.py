@@ -200,6 +200,11 @@ def _fit(image, *, layers, hidden, activation, n_features, steps, seed, reactivi
     sizes = [3 + n_features] + [hidden] * (layers - 1) + [3]
     model = MLP.create(sizes, activation=activation, output="sigmoid", seed=seed)
     reference = unfitted(sizes, activation, seed)
+    if reactivity > 0:
+        # The features' weights start as the unfitted network's, scaled by the dial (Glorot's are ~0.3, too
+        # small for Adam to grow in a few thousand steps). At 2000 steps this raised both figures: 24.3 dB and
+        # 0.173 at 0.5 (from 23.7 dB and 0.143), 23.2 dB and 0.337 at 1 (from 21.1 dB and 0.308).
+        model.weights[0][3:] = reactivity * reference.weights[0][3:]
     neutral = np.full(n_features, feature_gain, np.float32)
     rng = np.random.default_rng(seed)
     opt = Adam(model, lr=lr)
