@@ -8,7 +8,7 @@ the normaliser's gain, the median of its output by construction), whose target i
 a vector f drawn like the normaliser's output on music, whose target is the image plus
 `reactivity` times what f does to an unfitted network of the same shape:
 
-    target(x, f) = clip(image(x) + reactivity * (R(x, f) - R(x, f0)), 0, 1)
+    target(x, f) = image(x) + reactivity * (R(x, f) - R(x, f0))
 
 At 0 the network learns to ignore the features (the most faithful picture: training with random
 features and the image as the only target removes motion, as NeuroMV found). At 1 it must carry
@@ -16,12 +16,12 @@ the unfitted network's whole motion beside the picture, and the capacity spent o
 from the likeness; values between scale the motion asked for, so both figures move monotonically.
 We chose a motion target over a sensitivity penalty (asking only for *some* change) because a
 penalty is met most cheaply by flicker of the whole frame; the target keeps the unfitted network's
-kind of motion, shapes that shift with the bands.
+kind of motion, shapes that shift with the bands. The features' first-layer weights start as the
+unfitted network's times the dial, so the motion asked for has its pathway from the first step.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,7 +179,7 @@ class Look:
 
 
 def fit(image: np.ndarray, *, layers: int = 8, hidden: int = 32, activation: str = "tanh", n_features: int = 8,
-        steps: int = 3000, seed: int = 0, reactivity: float = 0.0, feature_gain: float = 0.5, lr: float = 3e-3,
+        steps: int = 4000, seed: int = 0, reactivity: float = 0.0, feature_gain: float = 0.5, lr: float = 3e-3,
         batch_size: int = 1024, progress: Callable[[int], None] | None = None) -> tuple[MLP, dict]:
     """Train a network on `image` [shape=(h, w, 3)]; return it and its figures (psnr, reactivity)."""
     # OpenBLAS threads split each tiny matmul and then wait on each other: 1500 steps at 128 px took
