@@ -46,14 +46,14 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{cpu_model()}, {os.cpu_count()} cores, numpy {np.__version__}; load before: {load()}")
     print(f"8x32 tanh, 8 features, {args.steps} steps of 1024 pixels, seed 0")
-    print("size  reactivity  psnr_dB  reactivity_figure  wall_s  cpu_s")
+    print("size  reactivity  psnr_dB  reactivity_figure  motion  unfitted_motion  wall_s  cpu_s")
     looks = {}
     for size, reactivity in ((128, 0.0), (256, 0.0), (128, 0.5), (128, 1.0)):
         image = picture(size, args.image)
         model, figures, wall, cpu = timed_fit(image, args.steps, reactivity)
         looks[(size, reactivity)] = (image, model, figures)
-        print(f"{size:4d}  {reactivity:10.1f}  {figures['psnr']:7.2f}  {figures['reactivity']:17.3f}  {wall:6.1f}  {cpu:5.1f}",
-              flush=True)
+        print(f"{size:4d}  {reactivity:10.1f}  {figures['psnr']:7.2f}  {figures['reactivity']:17.3f}  "
+              f"{figures['motion']:6.4f}  {figures['unfitted_motion']:15.4f}  {wall:6.1f}  {cpu:5.1f}", flush=True)
     print(f"load after: {load()}")
     if args.pictures:
         write_pictures(looks[(128, 0.5)])

@@ -93,8 +93,9 @@ def test_reactivity_0_reaches_24_db_and_the_stored_figures_are_measured(dial):
     sequence = fitting.reference_sequence(8, 0.5)
     coords = coordinates(128, 128)
     unfitted = fitting.unfitted(look.model.sizes, "tanh", 0)
-    measured = fitting.motion(look.model, coords, sequence) / fitting.motion(unfitted, coords, sequence)
-    assert look.header["reactivity"] == pytest.approx(measured, abs=1e-4)
+    moved, unfitted_moved = fitting.motion(look.model, coords, sequence), fitting.motion(unfitted, coords, sequence)
+    assert look.header["reactivity"] == pytest.approx(moved / unfitted_moved, abs=1e-4)
+    assert (look.header["motion"], look.header["unfitted_motion"]) == pytest.approx((moved, unfitted_moved), abs=1e-5)
 
 
 def test_the_dial_trades_likeness_for_motion_monotonically(dial):
