@@ -69,7 +69,7 @@ def screens() -> tuple[str, list[tuple[int, int]]]:
     """(SDL's video driver, the (width, height) of each display's desktop in display index order)."""
     pg = _import_pygame()
     try:
-        pg.display.init()
+        _init_display(pg)
     except pg.error as exc:
         raise CppnvizError(f"no display to open a window on ({exc}); set DISPLAY, or run live with "
                            f"--no-window") from None
@@ -77,6 +77,15 @@ def screens() -> tuple[str, list[tuple[int, int]]]:
         return pg.display.get_driver(), [tuple(size) for size in pg.display.get_desktop_sizes()]
     finally:
         pg.display.quit()
+
+
+def _init_display(pg) -> None:
+    """pygame.display.init() without SDL's own lines on stderr (probing Wayland on a machine without
+    one prints 'error: XDG_RUNTIME_DIR is invalid', which reads like ours); its failures still raise."""
+    from .audio_clock import quiet_native_stderr
+
+    with quiet_native_stderr():
+        pg.display.init()
 
 
 def _import_pygame():
@@ -126,10 +135,13 @@ class PreviewWindow:
         # The window opens centred on its display (pygame reads this when it places a window).
         os.environ.setdefault("SDL_VIDEO_CENTERED", "1")
         try:
-            pg.display.init()
+            _init_display(pg)
         except pg.error as exc:
             raise CppnvizError(f"no display to open the preview window on ({exc}); set DISPLAY, "
                                f"or run with --no-window") from None
+        if pg.display.get_driver() in ("offscreen", "dummy") and not os.environ.get("SDL_VIDEODRIVER"):
+            log.warning("live: no display found (SDL fell back to its '%s' driver): the window is drawn in "
+                        "memory only; set DISPLAY, or run with --no-window", pg.display.get_driver())
         count = pg.display.get_num_displays()
         if not 0 <= self.screen < count:
             pg.display.quit()
