@@ -396,12 +396,22 @@ def test_a_window_killed_from_outside_ends_the_run_with_the_summary(tmp_path, xv
     assert int(summary(stderr).split()[1]) > 0
 
 
-def test_screens_lists_the_display_and_a_missing_screen_is_one_error(tmp_path, xvfb):
+def test_screens_lists_the_displays_and_a_missing_screen_is_one_error(tmp_path, xvfb):
     listed = subprocess.run([*cppnviz_command(), "screens"], capture_output=True, text=True, env=xvfb.env(),
                             timeout=60)
     assert listed.returncode == 0 and listed.stdout.splitlines() == ["SDL video driver: x11", "display 0: 800x600"], \
         listed
-    # Xvfb gives one display per X server here, so --screen is exercised as 0 and as one past the last.
+    # Two X screens are two displays to SDL, and `screens` lists both. (A window asked for on the second
+    # opens on the connection's default screen: Xvfb has no monitors side by side, so --screen N > 0 is
+    # not tested here; --screen is exercised as 0 and as one past the last.)
+    two = Xvfb(*SCREEN, more=((640, 480),))
+    try:
+        listed = subprocess.run([*cppnviz_command(), "screens"], capture_output=True, text=True, env=two.env(),
+                                timeout=60)
+    finally:
+        two.close()
+    assert listed.returncode == 0 and listed.stdout.splitlines()[1:] == ["display 0: 800x600",
+                                                                         "display 1: 640x480"], listed
     path = graph(tmp_path, 160, 90)
     result = subprocess.run([*cppnviz_command(), "live", str(path), "--audio-backend", "null", "--osc-port", "0",
                              "--screen", "1", "--seconds", "1"], capture_output=True, text=True, env=xvfb.env(),

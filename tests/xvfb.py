@@ -21,22 +21,24 @@ def missing_tools() -> list[str]:
 
 
 class Xvfb:
-    """Xvfb with one screen of `width` x `height` x 24 on the first free display number (Xvfb picks it)."""
+    """Xvfb with a screen of `width` x `height` x 24 (and `more` screens) on the first free display number."""
 
-    def __init__(self, width: int, height: int):
+    def __init__(self, width: int, height: int, more: tuple[tuple[int, int], ...] = ()):
         self.size = (width, height)
+        screens = [arg for i, (w, h) in enumerate([(width, height), *more])
+                   for arg in ("-screen", str(i), f"{w}x{h}x24")]
         for _ in range(3):   # another Xvfb started at the same moment may take the number it picked
-            self._start(width, height)
+            self._start(screens)
             if self.run("xdotool", "getdisplaygeometry", check=False).split() == [str(width), str(height)]:
                 return
             self.close()
         raise RuntimeError(f"Xvfb did not start: {self.display} does not answer")
 
-    def _start(self, width: int, height: int) -> None:
+    def _start(self, screens: list[str]) -> None:
         read, write = os.pipe()
         # -displayfd: Xvfb finds a free display itself and writes its number once it accepts clients.
-        self.process = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", f"{width}x{height}x24",
-                                         "-nolisten", "tcp"], pass_fds=(write,),
+        self.process = subprocess.Popen(["Xvfb", "-displayfd", str(write), *screens, "-nolisten", "tcp"],
+                                        pass_fds=(write,),
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(write)
         text = b""
