@@ -91,7 +91,7 @@ def main() -> None:
             song = ROOT / "examples" / "demo.wav"             # music: the frames move, so PSNR means something
             print("\n| size | frames | segments | single s | --ray s | speed-up | PSNR min / mean dB (crf 20) |")
             print("|---|---|---|---|---|---|---|")
-            for (w, h), seconds, seg in (((512, 512), 8, 1.0), ((1920, 1080), 2, 0.25)):
+            for (w, h), seconds, seg in (((512, 512), 16, 2.0), ((1920, 1080), 4, 0.5)):
                 g = graph(tmp, song, w, h, f"s{w}")
                 single, _, _ = render(g, "--seconds", seconds, "--out", tmp / "single.mp4")
                 on_ray, _, line = render(g, "--seconds", seconds, "--out", tmp / "ray.mp4", "--ray", address,
