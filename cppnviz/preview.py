@@ -192,8 +192,7 @@ class PreviewWindow:
                 sys.stdout.flush()
                 sys.stderr.flush()
             finally:
-                os._exit(0)
-            return 0
+                os._exit(0)   # Xlib would exit(1) on return
 
         # Kept at module level: Xlib holds the pointer for the life of the process.
         _LOST_HANDLER = _IO_ERROR_HANDLER(lost)
@@ -282,7 +281,8 @@ class PreviewWindow:
             return None
         fps, _ = self.rates()
         if fps >= COLLAPSE * float(stats.fps):
-            self._warned = False
+            if fps >= 1.5 * COLLAPSE * float(stats.fps):
+                self._warned = False   # recovered: the next collapse is logged again (not every wobble)
             return None
         text = (f"LOW FRAME RATE: {fps:.1f} of {float(stats.fps):g} fps - try a smaller render size "
                 f"(--set cppn.width=... cppn.height=...) or a grid")
