@@ -197,6 +197,14 @@ def _open(path, mode="r", **kwargs):
 
 # -- the workers' half: one frame range ----------------------------------------------------------
 
+class SegmentBug(Exception):
+    """A NodeRunError inside a segment, as the node's name and the cause's text (it pickles; the driver re-raises)."""
+
+    def __init__(self, node: str, text: str):
+        super().__init__(node, text)
+        self.node, self.text = node, text
+
+
 @dataclass
 class Job:
     """Everything a worker needs to rebuild the render stage: declarations, never configured objects."""
@@ -255,9 +263,11 @@ def render_segment(job: Job, inputs: dict[Link, np.ndarray], driven: list[np.nda
                 encoder.process(tick(k, job.ctx.fps), frame=scheduler.outputs[(job.frame.node, job.frame.port)])
             for node in started:
                 node.finish()
-        except BaseException:
+        except BaseException as exc:
             for node in reversed(started):
                 node.abort()
+            if isinstance(exc, NodeRunError):      # its cause travels as text: NodeRunError itself does not pickle
+                raise SegmentBug(exc.node, f"{type(exc.cause).__name__}: {exc.cause}") from None
             raise
         if out.is_dir():
             return [p.read_bytes() for p in sorted(out.iterdir())]
@@ -420,6 +430,8 @@ def _get(ray, ref, bounds: tuple[int, int]):
     try:
         return ray.get(ref)
     except RayTaskError as exc:
-        if isinstance(exc.cause, (CppnvizError, NodeRunError)):
+        if isinstance(exc.cause, CppnvizError):
             raise exc.cause from None
+        if isinstance(exc.cause, SegmentBug):
+            raise NodeRunError(exc.cause.node, RuntimeError(exc.cause.text)) from None
         raise RuntimeError(f"frames {bounds[0]}..{bounds[1] - 1}: {exc}") from None

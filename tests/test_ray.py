@@ -286,3 +286,26 @@ def test_a_render_node_that_keeps_state_is_refused_by_name(tmp_path):
     with pytest.raises(Exception) as caught:
         split(built)
     assert "node 'cppn': cppn keeps state between frames" in str(caught.value)
+
+
+def test_a_segment_renders_alone_and_a_node_failure_in_it_pickles_back_to_the_driver(tmp_path):
+    """render_segment is a plain function (Ray only ships it): frames 5.. alone equal those of a whole run."""
+    import pickle
+
+    from cppnviz import ray_render, runner
+    from cppnviz.graph import load_graph
+
+    g = graph(tmp_path / "g.yaml", song(tmp_path / "a.wav", 0.5, 3), format="png", out="whole/")
+    assert run_cli("render", g, "--seconds", "0.3", "--quiet", cwd=tmp_path).returncode == 0
+    built = load_graph(g, [("video", "path", str(tmp_path / "unused/"))])
+    n = runner.total_frames(built, 0.3)                              # the same run: the median is over its frames
+    cut = ray_render.split(built)
+    stacked, driven = ray_render.analyse(built, cut, n, None)
+    job = ray_render.make_job(built, cut)
+    pngs = ray_render.render_segment(job, {k: v[5:] for k, v in stacked.items()}, [d[5:] for d in driven], 5, n)
+    assert pngs == [(tmp_path / "whole" / f"{k:06d}.png").read_bytes() for k in range(5, n)]
+    wrong = {k: v[5:, :3] for k, v in stacked.items()}                # 3 features where the cppn takes 8
+    with pytest.raises(ray_render.SegmentBug) as caught:
+        ray_render.render_segment(job, wrong, [d[5:] for d in driven], 5, n)
+    back = pickle.loads(pickle.dumps(caught.value))                  # as Ray carries it to the driver
+    assert back.node == "cppn" and "expected 8 feature values, found 3" in back.text
