@@ -6,7 +6,7 @@ Songs: the demo track (examples/demo.wav) and a fluidsynth groove (bench/grooves
 fluidsynth is installed, the first --seconds of each. Every round trip runs the real commands on real files.
 Figures: SNR of to-audio(to-image(x)) per phase plane, bit depth and scale; magnitude only, spectral
 convergence (SC = || |STFT(y)| - |STFT(x)| || / || |STFT(x)| ||) and SNR for Griffin-Lim (100 iterations),
-fast Griffin-Lim (100), PGHI, the shipped PGHI + 16 fast Griffin-Lim iterations and librosa.griffinlim
+fast Griffin-Lim (100), PGHI, the shipped PGHI + 32 fast Griffin-Lim iterations and librosa.griffinlim
 (100 iterations, and as many as fit in the shipped method's time), all in this run; SC of processed
 pictures (Gaussian blur sigma 1 px, 2x time stretch, 5 px shift) against the processed picture; video
 against picture.
@@ -121,7 +121,7 @@ def magnitude_only(name: str, song: Path) -> None:
     ours("Griffin-Lim, 100 iterations (ours, momentum 0)", "fgla", 100, momentum=0.0)
     ours("fast Griffin-Lim, 100 iterations (ours, momentum 0.99)", "fgla", 100, momentum=0.99)
     ours("PGHI alone", "pghi", 0)
-    shipped = ours("**PGHI + 16 fast Griffin-Lim iterations (shipped)**", "pghi+fgla", 16)
+    shipped = ours("**PGHI + 32 fast Griffin-Lim iterations (shipped)**", "pghi+fgla", 32)
     start = time.perf_counter()
     librosa.griffinlim(mag, n_iter=100, hop_length=HOP, n_fft=N_FFT, length=len(x), random_state=0)
     per_iteration = (time.perf_counter() - start) / 100
@@ -150,7 +150,7 @@ def processed(name: str, song: Path, folder: Path) -> None:
         for scale in ("log", "linear"):
             cells = []
             for kind in ("phase", "deviation"):
-                png = folder / f"p-{kind}-{scale}.png"
+                png = folder / f"p-{song.stem}-{kind}-{scale}.png"
                 if not png.exists():
                     run("to-image", song, "--out", png, "--phase", kind, "--scale", scale)
                 pixels, layout = sp.read_picture(str(png))

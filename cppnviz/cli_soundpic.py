@@ -48,7 +48,7 @@ def add_soundpic_commands(subparsers) -> None:
     p.add_argument("--method", choices=("pghi+fgla", "pghi", "fgla"), default="pghi+fgla",
                    help="phase rebuilding: phase-gradient heap integration, refined by --iterations of fast "
                         "Griffin-Lim (default), either alone")
-    p.add_argument("--iterations", type=int, default=16, metavar="N", help="fast Griffin-Lim iterations (default 16)")
+    p.add_argument("--iterations", type=int, default=32, metavar="N", help="fast Griffin-Lim iterations (default 32)")
     p.add_argument("--like", metavar="ORIGINAL",
                    help="take the layout from this file (what to-image or to-video made) when the picture's "
                         "metadata was dropped by an image tool")

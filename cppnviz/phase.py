@@ -66,12 +66,14 @@ def decode(plane: np.ndarray, kind: str, *, n_fft: int, hop_length: int) -> np.n
 
 # -- phase from magnitude ------------------------------------------------------------------------------
 
-def pghi(magnitude: np.ndarray, *, n_fft: int, hop_length: int, tol_db: float = 100.0) -> np.ndarray:
+def pghi(magnitude: np.ndarray, *, n_fft: int, hop_length: int, tol_db: float = 40.0) -> np.ndarray:
     """Phase-gradient heap integration (Prusa, Balazs, Sondergaard 2017) for stft()'s centred-phase STFT.
 
     For a Gaussian window exp(-pi t^2 / lam), the phase's time derivative is 2 pi f + (1/lam) dlog|S|/df and
     its frequency derivative is -lam dlog|S|/dt. Starting from the loudest bin, a max-heap spreads the phase to
-    the neighbours with the trapezoid rule, loudest first; bins tol_db below the peak get zero phase.
+    the neighbours with the trapezoid rule, loudest first; bins tol_db below the peak get zero phase
+    (40 dB: on an 8 s fluidsynth groove 7x faster than 100 dB, spectral convergence -13.6 dB against -14.0,
+    and the same once fast Griffin-Lim has refined it).
     """
     bins, frames = magnitude.shape
     lam = HANN_GAMMA * n_fft * n_fft
@@ -139,7 +141,7 @@ def fgla(magnitude: np.ndarray, phase: np.ndarray, *, hop_length: int, length: i
 
 
 def rebuild(magnitude: np.ndarray, *, hop_length: int, length: int, method: str = "pghi+fgla",
-            n_iter: int = 16, seed: int = 0) -> np.ndarray:
+            n_iter: int = 32, seed: int = 0) -> np.ndarray:
     """A phase for a magnitude-only spectrogram: PGHI, fast Griffin-Lim from random phase, or PGHI refined by it."""
     n_fft = 2 * (magnitude.shape[0] - 1)
     if method == "fgla":
