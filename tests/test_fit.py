@@ -268,17 +268,31 @@ def test_params_that_contradict_the_file_name_both_values(small_look):
 
 
 @pytest.mark.parametrize("damage,words", [
-    (lambda p: p.write_bytes(p.read_bytes()[:len(p.read_bytes()) // 2]), "damaged or truncated"),
-    (lambda p: p.write_text("hello"), "damaged or truncated"),
+    (lambda p: p.write_bytes(p.read_bytes()[:len(p.read_bytes()) // 2]), "not an npz archive: damaged, truncated"),
+    (lambda p: p.write_text("hello"), "not an npz archive"),
+    (lambda p: p.write_bytes(flipped(p.read_bytes())), "damaged or truncated: Bad CRC"),
     (lambda p: np.savez(p.open("wb"), W0=np.zeros(3)), "not a cppnviz look file"),
     (lambda p: p.unlink(), "does not exist"),
-], ids=["truncated", "text", "foreign npz", "missing"])
+], ids=["truncated", "text", "a flipped byte", "foreign npz", "missing"])
 def test_a_bad_look_file_is_one_clear_error(small_look, tmp_path, damage, words):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(small_look.read_bytes())
     damage(bad)
     with pytest.raises(ParamError, match=f"param 'fitted': .*{words}"):
         node(bad)
+
+
+def flipped(data: bytes) -> bytes:
+    """The bytes with one bit flipped in the middle of the largest member's compressed data."""
+    import io
+    import struct
+    import zipfile
+
+    member = max(zipfile.ZipFile(io.BytesIO(data)).infolist(), key=lambda m: m.compress_size)
+    name_length, extra_length = struct.unpack("<HH", data[member.header_offset + 26:member.header_offset + 30])
+    out = bytearray(data)
+    out[member.header_offset + 30 + name_length + extra_length + member.compress_size // 2] ^= 0x10
+    return bytes(out)
 
 
 def test_a_look_of_another_version_is_refused(small_look, tmp_path):
