@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from fractions import Fraction
@@ -406,3 +407,14 @@ def test_touchdesigner_shows_the_look_as_the_offline_renderer_does(tmp_path, td,
     for k, rgb in shown:
         assert np.abs(rgb.astype(int) - tdt.as_uint8(expected[k]).astype(int)).max() <= 1, f"frame {k}"
     assert len({rgb.tobytes() for _, rgb in shown}) > 10   # the look moves with the music
+
+
+def test_the_shipped_look_runs_live(tmp_path):
+    # `cppnviz live` on pyo's null backend (no sound card, no screen): the example graph, made live-capable.
+    from test_live import run_live
+
+    result = run_live("live", ROOT / "examples" / "fitted.yaml", "--audio-backend", "null", "--no-window",
+                      "--seconds", 1, "--osc-port", 0, "--oscquery-port", 0, "--set", "norm.mode=running_median",
+                      "--set", "cppn.width=64", "--set", "cppn.height=64", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^live: \d+ frames in", result.stderr, re.M) and "error" not in result.stderr.lower(), result.stderr
