@@ -139,28 +139,63 @@ def cmd_batch(args) -> int:
     except OSError as exc:
         raise OutputError(f"cannot write videos to '{args.out_dir}': {exc.strerror or exc}") from None
     ray = connect(args) if args.ray else None
-    rows, failed = [], 0
-    for song, out in pairs:
-        if up_to_date(out, song, args.graph):
-            rows.append((song, "", "", f"up to date: {out}"))
-            continue
-        started = time.perf_counter()
+    rows: dict[int, tuple] = {}
+    inflight: list = []          # on Ray: the song whose segments render while the next one is analysed
+
+    def failed(i: int, song: str, exc: BaseException) -> None:
+        lines = exc.problems() if isinstance(exc, CppnvizError) else [f"internal error in {exc} (a bug)"]
+        for line in lines:
+            print(f"error: {song}: {line}", file=sys.stderr)
+        rows[i] = (song, "", "", "failed")
+
+    def collect() -> None:
+        i, song, out, job, started = inflight[0]       # stays listed until done: Ctrl-C cancels it below
         try:
-            graph = load_graph(args.graph, _overrides(SimpleNamespace(set=args.set, audio=song, out=out), data),
-                               preset=args.preset)
-            check_not_an_input(graph.files(written=True), graph.files(written=False))
-            n = runner.total_frames(graph, args.seconds)
-            render_graph(graph, n, args, ray)
+            job.collect(args.quiet)
         except (CppnvizError, NodeRunError) as exc:
-            failed += 1
-            lines = exc.problems() if isinstance(exc, CppnvizError) else [f"internal error in {exc} (a bug)"]
-            for line in lines:
-                print(f"error: {song}: {line}", file=sys.stderr)
-            rows.append((song, "", "", "failed"))
-            continue
-        rows.append((song, str(n), f"{time.perf_counter() - started:.2f}", f"wrote {out}"))
-    print(table(("song", "frames", "seconds", "status"), rows))
-    return 2 if failed else 0           # each failure had its error line; the table says which
+            inflight.pop(0)
+            job.cancel()
+            failed(i, song, exc)
+            return
+        inflight.pop(0)
+        rows[i] = (song, str(job.n_frames), f"{time.perf_counter() - started:.2f}", f"wrote {out}")
+
+    try:
+        for i, (song, out) in enumerate(pairs):
+            if up_to_date(out, song, args.graph):
+                rows[i] = (song, "", "", f"up to date: {out}")
+                continue
+            started, job = time.perf_counter(), None
+            try:
+                graph = load_graph(args.graph, _overrides(SimpleNamespace(set=args.set, audio=song, out=out), data),
+                                   preset=args.preset)
+                check_not_an_input(graph.files(written=True), graph.files(written=False))
+                n = runner.total_frames(graph, args.seconds)
+                if ray is None:
+                    render_graph(graph, n, args)
+                    rows[i] = (song, str(n), f"{time.perf_counter() - started:.2f}", f"wrote {out}")
+                    continue
+                from .ray_render import Render
+                job = Render(graph, n, ray, segment_seconds=args.segment_seconds)
+                job.submit()
+            except BaseException as exc:
+                if job is not None:
+                    job.cancel()
+                if not isinstance(exc, (CppnvizError, NodeRunError)):
+                    raise
+                failed(i, song, exc)
+                continue
+            if inflight:
+                collect()
+            inflight.append((i, song, out, job, started))
+        if inflight:
+            collect()
+    except BaseException:
+        for *_, job, _ in inflight:
+            job.cancel()
+        raise
+    print(table(("song", "frames", "seconds", "status"), [rows[i] for i in sorted(rows)]))
+    return 2 if any(row[3] == "failed" for row in rows.values()) else 0   # each failure had its error line
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:

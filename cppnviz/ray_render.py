@@ -358,70 +358,99 @@ class Result:
     seconds: dict[str, float]
 
 
+class Render:
+    """One video rendered on Ray, in two steps: submit() (analysis here, then the tasks) and collect().
+
+    Between the two the driver is free: `batch` analyses the next song while this one renders.
+    On any failure, or Ctrl-C, call cancel(): every task is cancelled and nothing is left behind.
+    """
+
+    def __init__(self, graph: Graph, n_frames: int, ray, *, segment_seconds: float):
+        self.cut = split(graph)
+        if n_frames == 0:
+            raise CppnvizError("nothing to render on Ray: the run has 0 frames")
+        self.graph, self.n_frames, self.ray = graph, n_frames, ray
+        self.path = Path(self.cut.encoder.p.path.rstrip(os.sep))
+        self.mp4 = self.cut.encoder.p.format == "mp4"
+        self.bounds = segment_bounds(n_frames, graph.ctx.fps, segment_seconds)
+        self.seconds: dict[str, float] = {}
+        self.refs: dict = {}
+        self.pending: list = []
+        self.temp: Path | None = None
+        self.work: Path | None = None
+
+    def submit(self) -> None:
+        """Run the analysis stage (and encode the song) here, then hand every segment to Ray."""
+        for stale in remove_stale_partials(self.path):
+            log.info("removed %s, left by an interrupted render", stale)
+        self.temp = partial_path(self.path)
+        self.work = Path(tempfile.mkdtemp(prefix="cppnviz-ray-"))
+        began = time.perf_counter()
+        self.sound = self.work / f"sound{self.path.suffix}" if self.mp4 and self.cut.audio is not None else None
+        stacked, driven = analyse(self.graph, self.cut, self.n_frames, self.sound)
+        self.seconds["analysis"] = time.perf_counter() - began
+        self.began = time.perf_counter()
+        task = self.ray.remote(max_retries=MAX_RETRIES, num_cpus=1, retry_exceptions=False)(render_segment)
+        job = self.ray.put(make_job(self.graph, self.cut))
+        for i, (lo, hi) in enumerate(self.bounds):
+            ref = task.remote(job, {link: a[lo:hi] for link, a in stacked.items()}, [d[lo:hi] for d in driven], lo, hi)
+            self.refs[ref] = i
+            self.pending.append(ref)
+
+    def collect(self, quiet: bool = False) -> Result:
+        """Take each segment as it is done (a progress bar over all of them), join them and publish the file."""
+        from tqdm import tqdm
+
+        files: list[Path | None] = [None] * len(self.bounds)
+        if not self.mp4:
+            self.temp.mkdir()
+        bar = tqdm(total=self.n_frames, unit="frame", disable=True if quiet else None, file=sys.stderr,
+                   dynamic_ncols=True, desc=f"render ({len(self.bounds)} segments on Ray)")
+        try:
+            while self.pending:
+                done, self.pending = self.ray.wait(self.pending, num_returns=1)
+                i = self.refs[done[0]]
+                lo, hi = self.bounds[i]
+                data = _get(self.ray, done[0], (lo, hi))
+                if self.mp4:
+                    files[i] = self.work / f"segment-{i:05d}{self.path.suffix}"
+                    files[i].write_bytes(data)
+                else:
+                    for k, png in enumerate(data, start=lo):
+                        (self.temp / f"{k:06d}.png").write_bytes(png)
+                bar.update(hi - lo)
+        finally:
+            bar.close()
+        self.seconds["render"] = time.perf_counter() - self.began
+        began = time.perf_counter()
+        if self.mp4:
+            join_mp4(files, [lo for lo, _ in self.bounds], self.graph.ctx.fps, self.sound, self.temp,
+                     self.cut.encoder._container)
+        self.seconds["join"] = time.perf_counter() - began
+        publish(self.temp, self.path)
+        self.temp = None
+        shutil.rmtree(self.work, ignore_errors=True)
+        return Result(self.n_frames, len(self.bounds), self.seconds)
+
+    def cancel(self) -> None:
+        """Cancel every segment still pending and delete what this render wrote (Ctrl-C, a failure)."""
+        for ref in self.pending:            # nothing keeps rendering for nobody
+            self.ray.cancel(ref, force=True)
+        self.pending = []
+        _discard(self.temp)
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
 def render(graph: Graph, n_frames: int, ray, *, segment_seconds: float, quiet: bool = False) -> Result:
     """Render the graph's video with Ray tasks and publish it at the encoder's path."""
-    from tqdm import tqdm
-
-    cut = split(graph)
-    if n_frames == 0:
-        raise CppnvizError("nothing to render on Ray: the run has 0 frames")
-    encoder = cut.encoder
-    path = Path(encoder.p.path.rstrip(os.sep))
-    mp4 = encoder.p.format == "mp4"
-    bounds = segment_bounds(n_frames, graph.ctx.fps, segment_seconds)
-    seconds = {}
-    for stale in remove_stale_partials(path):
-        log.info("removed %s, left by an interrupted render", stale)
-    temp = partial_path(path)
-    pending = []
+    job = Render(graph, n_frames, ray, segment_seconds=segment_seconds)
     try:
-        with tempfile.TemporaryDirectory(prefix="cppnviz-ray-") as work:
-            work = Path(work)
-            began = time.perf_counter()
-            sound = work / f"sound{path.suffix}" if mp4 and cut.audio is not None else None
-            stacked, driven = analyse(graph, cut, n_frames, sound)
-            seconds["analysis"] = time.perf_counter() - began
-
-            began = time.perf_counter()
-            task = ray.remote(max_retries=MAX_RETRIES, num_cpus=1, retry_exceptions=False)(render_segment)
-            job = ray.put(make_job(graph, cut))
-            refs = {task.remote(job, {link: a[lo:hi] for link, a in stacked.items()}, [d[lo:hi] for d in driven],
-                                lo, hi): i
-                    for i, (lo, hi) in enumerate(bounds)}
-            pending = list(refs)
-            files: list[Path | None] = [None] * len(bounds)
-            if not mp4:
-                temp.mkdir()
-            bar = tqdm(total=n_frames, unit="frame", disable=True if quiet else None, file=sys.stderr,
-                       dynamic_ncols=True, desc=f"render ({len(bounds)} segments on Ray)")
-            try:
-                while pending:
-                    done, pending = ray.wait(pending, num_returns=1)
-                    i = refs[done[0]]
-                    data = _get(ray, done[0], bounds[i])
-                    lo, hi = bounds[i]
-                    if mp4:
-                        files[i] = work / f"segment-{i:05d}{path.suffix}"
-                        files[i].write_bytes(data)
-                    else:
-                        for k, png in enumerate(data, start=lo):
-                            (temp / f"{k:06d}.png").write_bytes(png)
-                    bar.update(hi - lo)
-            finally:
-                bar.close()
-            seconds["render"] = time.perf_counter() - began
-
-            began = time.perf_counter()
-            if mp4:
-                join_mp4(files, [lo for lo, _ in bounds], graph.ctx.fps, sound, temp, encoder._container)
-            seconds["join"] = time.perf_counter() - began
-        publish(temp, path)
+        job.submit()
+        return job.collect(quiet)
     except BaseException:
-        for ref in pending:                 # Ctrl-C or a failed segment: nothing keeps rendering for nobody
-            ray.cancel(ref, force=True)
-        _discard(temp)
+        job.cancel()
         raise
-    return Result(n_frames, len(bounds), seconds)
 
 
 def _get(ray, ref, bounds: tuple[int, int]):
