@@ -47,7 +47,7 @@ def main() -> None:
     print(f"{len(songs)} pieces of {args.seconds:g} s; training frames {len(corpus.train)} "
           f"({minutes:.2f} min of music), decode + log-mel {prepare:.1f} s")
     print("| size | PCA held-out time | AE held-out time | PCA held-out songs | AE held-out songs | epochs | "
-          "train s (CPU s) | s per min of music |")
+          "train s (CPU s) | CPU s per min of music |")
     print("|---|---|---|---|---|---|---|---|")
     last = None
     for size in [int(s) for s in args.sizes.split(",")]:
@@ -58,7 +58,7 @@ def main() -> None:
         row = [learn.pca_error(pca, corpus.heldout_time), learn.ae_error(net, corpus.heldout_time, mean),
                learn.pca_error(pca, corpus.heldout_songs), learn.ae_error(net, corpus.heldout_songs, mean)]
         print(f"| {size} | " + " | ".join(f"{e:.5f}" for e in row) +
-              f" | {epoch} | {wall:.1f} ({cpu:.1f}) | {wall / minutes:.1f} |")
+              f" | {epoch} | {wall:.1f} ({cpu:.1f}) | {cpu / minutes:.1f} |")
         encoder, decoder = learn.halves(net, 3)
         last = LearnedModel("autoencoder", settings, encoder=encoder, decoder=decoder, mean=mean)
     # Inference per frame as the node runs it: the log-mel vector of one tick, then the encoder.
