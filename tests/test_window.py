@@ -112,6 +112,21 @@ def wait_for(xvfb: Xvfb, what, window: str = "root", timeout: float = 20.0) -> n
         time.sleep(0.1)
 
 
+def still(xvfb: Xvfb, window: str, timeout: float = 20.0) -> np.ndarray:
+    """The window's picture once four screenshots in a row, 0.1 s apart, are the same.
+
+    A picture moved by cos(2 pi t / period) repeats at times symmetric about a multiple of the
+    period, so two equal screenshots can happen while it moves; four in a row cannot.
+    """
+    deadline = time.monotonic() + timeout
+    shots = [xvfb.screenshot(window)]
+    while len(shots) < 4 or not all(np.array_equal(shot, shots[-1]) for shot in shots[-4:]):
+        assert time.monotonic() < deadline, "the picture never stood still"
+        time.sleep(0.1)
+        shots.append(xvfb.screenshot(window))
+    return shots[-1]
+
+
 def cursor_settles(xvfb: Xvfb, shown: bool, timeout: float = 10.0) -> bool:
     """Whether the cursor at the screen's centre is (or soon becomes) shown or hidden; True without libXfixes.
 
@@ -340,16 +355,14 @@ def test_show_keys_overlay_blackout_freeze_help_and_escape(tmp_path, xvfb):
         wait_for(xvfb, shows_picture, window)
 
         xvfb.key(window, "space")  # freeze: the picture stops moving (it changes every frame otherwise)
-        time.sleep(0.3)
-        first = xvfb.screenshot(window)
-        time.sleep(0.4)
+        first = still(xvfb, window)
+        time.sleep(0.5)
         assert np.array_equal(xvfb.screenshot(window), first)
         xvfb.key(window, "space")
         wait_for(xvfb, lambda s: not np.array_equal(s, first), window)
 
         xvfb.key(window, "space")  # frozen again, so the help panel is the only change
-        time.sleep(0.3)
-        frozen = xvfb.screenshot(window)
+        frozen = still(xvfb, window)
         xvfb.key(window, "h")      # the help panel, centred over the picture
         helped = wait_for(xvfb, lambda s: not np.array_equal(s, frozen), window)
         changed = np.nonzero((helped != frozen).any(axis=2))
