@@ -172,7 +172,8 @@ class Network:
     """A CPPN at one frame size: render(features, t) -> the (height, width, 3) float32 frame.
 
     Inputs per pixel: row, col, r, n_features values, then cos(2 pi t / period) if
-    period > 0. The returned frame is one buffer, overwritten by the next render.
+    period > 0. The returned frame is one buffer, overwritten by the next render. A fitted look
+    (cppnviz.fit.Look, `cppnviz fit`) brings its own shape, weights and biases: h_l = act(W_l h_{l-1} + b_l).
     """
 
     def __init__(self, width: int, height: int, *, layers: int = 8, hidden: int = 16, seed: int = 1337,
