@@ -278,3 +278,23 @@ def test_spectrogram_example_renders_beside_the_cppn(tmp_path):
     # the left half is the spectrogram: gray (the encoder's YUV moves gray by a level or two), drawn by the end
     left = frames[-1][:, :256].astype(int)
     assert np.abs(left[..., 0] - left[..., 2]).max() <= 8 and left.mean() > 10
+
+
+def test_ctrl_c_during_to_video_leaves_no_file(songs, tmp_path):
+    import signal
+    import time
+
+    from conftest import start_cli
+
+    folder, _, _ = songs
+    proc = start_cli("to-video", folder / "stereo.wav", "--out", "v.mkv", "--fps", 240, "--width", 1024,
+                     cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".v.partial-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert list(tmp_path.glob(".v.partial-*")), "the video was never being written"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: interrupted")
+    assert list(tmp_path.iterdir()) == []
