@@ -49,6 +49,9 @@ def add_soundpic_commands(subparsers) -> None:
                    help="phase rebuilding: phase-gradient heap integration, refined by --iterations of fast "
                         "Griffin-Lim (default), either alone")
     p.add_argument("--iterations", type=int, default=32, metavar="N", help="fast Griffin-Lim iterations (default 32)")
+    p.add_argument("--time", choices=("stretch", "fit"), default="stretch",
+                   help="a picture wider or narrower than its layout: stretch: one column per hop, so it plays "
+                        "longer or shorter (default); fit: resampled back to the layout's length")
     p.add_argument("--like", metavar="ORIGINAL",
                    help="take the layout from this file (what to-image or to-video made) when the picture's "
                         "metadata was dropped by an image tool")
@@ -203,8 +206,13 @@ def load(path: str, given: Layout | None) -> tuple[np.ndarray, Layout]:
     return pixels, layout
 
 
-def channel_planes(pixels: np.ndarray, layout: Layout, path: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(magnitude, phase plane) per channel, after fitting a resized picture to the layout with one warning."""
+def channel_planes(pixels: np.ndarray, layout: Layout, path: str,
+                   fit_time: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(magnitude, phase plane) per channel, after fitting a resized picture to the layout with one warning.
+
+    A changed height is resampled back to the layout's rows. A changed width is kept (one column per hop:
+    a stretched picture plays longer), or with fit_time resampled back to the layout's columns.
+    """
     from .soundpic import read_planes, resample_axis, row_positions
 
     rows = len(row_positions(layout)[0])
@@ -216,7 +224,12 @@ def channel_planes(pixels: np.ndarray, layout: Layout, path: str) -> list[tuple[
     if pixels.shape[1] % layout.channels:
         raise PictureError(f"'{path}' is {pixels.shape[1]} columns wide: not {layout.channels} equal channels")
     expected = layout.frames() if layout.samples else columns
-    if columns != expected:
+    if columns != expected and fit_time:
+        notes.append(f"time axis resampled from {columns} to {expected} columns per channel")
+        pixels = np.concatenate([resample_axis(pixels[:, c * columns:(c + 1) * columns], expected, 1)
+                                 for c in range(layout.channels)], axis=1)
+        columns = expected
+    elif columns != expected:
         seconds = (columns - 1) * layout.hop_length / layout.sr
         notes.append(f"time kept at one column per hop: {columns} columns per channel where the layout has "
                      f"{expected}, so the sound lasts {seconds:.2f} s instead of {layout.samples / layout.sr:.2f} s")
@@ -238,7 +251,7 @@ def cmd_to_audio(args) -> int:
     planes, layout = [], None
     for path in args.pictures:
         pixels, layout = load(path, given)
-        planes += channel_planes(pixels, layout, path)
+        planes += channel_planes(pixels, layout, path, fit_time=args.time == "fit")
     if len(planes) > 2:
         raise PictureError(f"{len(planes)} channels in {' and '.join(args.pictures)}: expected 1 or 2")
     rebuilding = args.phase == "rebuild" or layout.phase == "none"

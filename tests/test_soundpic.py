@@ -178,6 +178,10 @@ def test_stretched_picture_lasts_twice_as_long_with_one_warning(songs, tmp_path,
     assert len(warnings) == 1 and "time kept at one column per hop" in warnings[0]
     back = read(tmp_path / "b.wav")[:, 0]
     assert abs(len(back) - 2 * len(mono)) <= 2 * 256 and np.all(np.isfinite(back))
+    # --time fit: resampled back to the original's length instead
+    code, err = cli("to-audio", "edited.png", "--out", "fit.wav", "--like", "a.png", "--time", "fit", cwd=tmp_path)
+    assert code == 0 and "time axis resampled" in err, err
+    assert read(tmp_path / "fit.wav").shape == mono.shape
 
 
 def test_resized_height_is_resampled_with_one_warning(songs, tmp_path, cli):
