@@ -207,30 +207,23 @@ class Network:
         self.w_layers = [self.w_first] + w[1:]
         self.blocks = [_block_rows(m) for m in self.w_layers]
 
-        # Coordinates as the seed computes them; r from the scaled coordinates.
-        half_y, half_x = (height / 2.0, width / 2.0) if aspect == "stretch" else (min(height, width) / 2.0,) * 2
+        self.half_y, self.half_x = ((height / 2.0, width / 2.0) if aspect == "stretch"
+                                    else (min(height, width) / 2.0,) * 2)
         self.gpu = None
         if backend == "cupy":
             # The fused kernel computes coordinates per pixel itself: no CPU frame buffers at all.
             from ._cuda import CudaNetwork
             self.gpu = CudaNetwork(self.w_layers, width, height, activation=activation, mapping=mapping,
-                                   half_y=half_y, half_x=half_x, scale=scale, vignette=vignette, biases=self.biases)
+                                   half_y=self.half_y, half_x=self.half_x, scale=scale, vignette=vignette,
+                                   biases=self.biases)
+            self.gpu_vignette = vignette
             return
-        self.y = axis_coords(height, half_y, scale)
-        self.x = axis_coords(width, half_x, scale)
-        self.r = np.sqrt(np.square(self.y)[:, None] + np.square(self.x)[None, :])
-        # The vignette frames the picture: it uses the unzoomed radius so `scale` does not move it.
-        self.vignette = np.maximum(0.0, 1.0 - self.r / np.float32(scale))[..., None] if vignette else None
-
         # Cached per pixel: (row, col, r, 1), 16 bytes. Caching layer 1's product instead,
         # 4 * hidden bytes a pixel, was slower: reading it back took 5.4 ms a 512x512 frame
         # (hidden 32, one thread), multiplying these again takes 1.4 ms.
-        self.coords = np.empty((height, width, 4), np.float32)
-        self.coords[..., 0] = self.y[:, None]
-        self.coords[..., 1] = self.x[None, :]
-        self.coords[..., 2] = self.r
-        self.coords[..., 3] = 1.0
-        self.coords = self.coords.reshape(-1, 4)
+        self.coords = np.empty((height * width, 4), np.float32)
+        self.coords[:, 3] = 1.0
+        self.zoom(scale, vignette)
 
         rows = max(1, min(16384, max(1024, CHUNK_BYTES // (4 * hidden))) // width)
         self.chunks = [(i, min(i + rows, height)) for i in range(0, height, rows)]
@@ -242,6 +235,31 @@ class Network:
                          np.empty((pixels, n_out), np.float32)) for _ in range(n_slots)]
         self.frame = np.zeros((height, width, 3), np.float32)
         self._flat = self.frame.reshape(-1, 3)
+
+    def zoom(self, scale: float, vignette: bool) -> bool:
+        """Place the pixels at `scale`, framed by the vignette or not, in place; False where only a new network can.
+
+        Only the coordinate cache depends on these, not the weights. The constructor places them
+        through here too, so a network zoomed to a scale renders bit for bit what one built at it
+        does. (Scaling layer 1's coordinate weights instead would round differently from the
+        coordinates the CUDA kernel and the GLSL export compute per pixel.)
+        """
+        if self.gpu is not None:
+            if vignette != self.gpu_vignette:  # compiled into the kernel
+                return False
+            self.gpu.args = (np.float32(self.half_y), np.float32(self.half_x), np.float32(scale))
+            return True
+        # Coordinates as the seed computes them; r from the scaled coordinates.
+        self.y = axis_coords(self.height, self.half_y, scale)
+        self.x = axis_coords(self.width, self.half_x, scale)
+        self.r = np.sqrt(np.square(self.y)[:, None] + np.square(self.x)[None, :])
+        # The vignette frames the picture: it uses the unzoomed radius so `scale` does not move it.
+        self.vignette = np.maximum(0.0, 1.0 - self.r / np.float32(scale))[..., None] if vignette else None
+        coords = self.coords.reshape(self.height, self.width, 4)
+        coords[..., 0] = self.y[:, None]
+        coords[..., 1] = self.x[None, :]
+        coords[..., 2] = self.r
+        return True
 
     def frame_bias(self, features: np.ndarray | None, t: float) -> np.ndarray:
         """Set and return the per-frame part of layer 1's pre-activation: features (and cos t) times their weights."""
@@ -414,8 +432,9 @@ class CPPN(Node):
     inputs = (Input("features", "features", "values fed to the network beside (row, col, r)", required=False),)
     outputs = (Output("frame", "frame", "the rendered picture, float32 (height, width, 3) in [0, 1]"),)
     params = PARAMS
-    # Every param but feature_gain rebuilds the network: live, that is done off the render thread.
-    heavy = frozenset(p.name for p in PARAMS) - {"feature_gain"}
+    # Every param but feature_gain and scale rebuilds the network: live, that is done off the render
+    # thread. A new scale only re-places the pixels (vignette too, but on the GPU it is compiled in).
+    heavy = frozenset(p.name for p in PARAMS) - {"feature_gain", "scale"}
 
     def configure(self, inputs):
         p = self.p
@@ -435,8 +454,12 @@ class CPPN(Node):
                         "'features' (e.g. to a smoother) or set period", self.name)
 
     def param_changed(self, name):
-        # feature_gain is read every frame: nothing to rebuild.
-        return None if name == "feature_gain" else super().param_changed(name)
+        if name == "feature_gain":  # read every frame: nothing to rebuild
+            return None
+        network = getattr(self, "network", None)
+        if name in ("scale", "vignette") and network is not None and network.zoom(self.p.scale, self.p.vignette):
+            return None  # the same weights, the pixels re-placed
+        return super().param_changed(name)
 
     def process(self, tick, features=None):
         if features is not None and self.p.feature_gain != 1.0:

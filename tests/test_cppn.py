@@ -216,6 +216,23 @@ def test_param_change_rebuilds():
     assert render(node).shape == (32, 48, 3)
 
 
+@pytest.mark.parametrize("aspect", ["stretch", "keep"])
+def test_scale_and_vignette_changes_replace_the_pixels_not_the_network(aspect):
+    # A drive changes scale every tick: it must give the frames of a node built at that scale,
+    # bit for bit, without rebuilding the network (the same weight arrays afterwards).
+    settings = {"width": 40, "height": 24, "layers": 4, "period": 2.0, "aspect": aspect, "backend": "numpy"}
+    node = make(features=3, vignette=True, **settings)
+    network, layers = node.network, list(node.network.w_layers)
+    features = [0.3, 1.5, 0.0]
+    for k, (name, value) in enumerate([("scale", 1.37), ("scale", 0.6), ("vignette", False), ("scale", 2.5),
+                                       ("vignette", True), ("scale", 1.0)]):
+        node.set_param(name, value)
+        assert node.network is network and all(a is b for a, b in zip(node.network.w_layers, layers))
+        fresh = make(features=3, **{**settings, "scale": node.p.scale, "vignette": node.p.vignette})
+        np.testing.assert_array_equal(render(node, features, 0.3 * k), render(fresh, features, 0.3 * k))
+    assert not np.array_equal(render(node, features), render(make(features=3, **settings, scale=2.0), features))
+
+
 @pytest.mark.parametrize("overrides", [
     {"activation": "tanh"},
     {"activation": "sin", "layers": 5},
