@@ -119,11 +119,13 @@ def analyse(args) -> tuple[list[np.ndarray], Layout]:
     from .phase import encode
     from .soundpic import magnitude_to_unit, make_picture, quantize, stft
 
-    program, sr = decode_program(args.audio)
     db_range = args.db_range if args.db_range is not None else (80.0 if args.bits == 8 else 120.0)
+    Layout(sr=1, n_fft=args.n_fft, hop_length=args.hop_length, scale=args.scale, bins_per_octave=args.bins_per_octave,
+           bits=args.bits, db_range=db_range).checked()      # the flags, before the song is decoded
+    program, sr = decode_program(args.audio)
     layout = Layout(sr=sr, n_fft=args.n_fft, hop_length=args.hop_length, scale=args.scale,
                     bins_per_octave=args.bins_per_octave, bits=args.bits, db_range=db_range, phase=args.phase,
-                    samples=len(program), channels=program.shape[1]).checked("flags")
+                    samples=len(program), channels=program.shape[1]).checked()
     pictures = []
     for channel in program.T:
         S = stft(channel, n_fft=layout.n_fft, hop_length=layout.hop_length)
@@ -175,11 +177,11 @@ def cmd_to_video(args) -> int:
 
 def given_layout(args) -> Layout | None:
     """The layout from --like, or from the explicit flags (when --sr is given), else None."""
-    from .soundpic import read_picture, read_video
+    from .soundpic import read_picture, video_layout
 
     if args.like:
         if args.like.lower().endswith(VIDEO_SUFFIXES):
-            _, layout = read_video(args.like, None, warn)
+            layout = video_layout(args.like)
         else:
             _, layout = read_picture(args.like)
         if layout is None:
@@ -189,7 +191,7 @@ def given_layout(args) -> Layout | None:
         return None
     return Layout(sr=args.sr, n_fft=args.n_fft, hop_length=args.hop_length, scale=args.scale,
                   bins_per_octave=args.bins_per_octave, db_range=args.db_range if args.db_range is not None else 120.0,
-                  db_top=args.db_top, phase=args.representation, channels=args.channels).checked("flags")
+                  db_top=args.db_top, phase=args.representation, channels=args.channels).checked()
 
 
 def load(path: str, given: Layout | None) -> tuple[np.ndarray, Layout]:

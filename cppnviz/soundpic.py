@@ -63,10 +63,10 @@ class Layout:
         if layout.version > VERSION:
             raise PictureError(f"'{where}': made by a newer cppnviz (layout version {layout.version}, "
                                f"this one reads up to {VERSION})")
-        return layout.checked(where)
+        return layout.checked(f"'{where}': ")
 
-    def checked(self, where: str) -> Layout:
-        """This layout, or one PictureError naming the first value that cannot work."""
+    def checked(self, where: str = "") -> Layout:
+        """This layout, or one PictureError naming the first value that cannot work (after `where`, if given)."""
         problems = [(self.scale in SCALES, "scale", self.scale, " or ".join(SCALES)),
                     (self.phase in REPRESENTATIONS, "phase", self.phase, ", ".join(REPRESENTATIONS)),
                     (self.bits in (8, 16), "bits", self.bits, "8 or 16"),
@@ -80,7 +80,7 @@ class Layout:
                     (self.channels in (1, 2), "channels", self.channels, "1 or 2")]
         for ok, name, value, expected in problems:
             if not ok:
-                raise PictureError(f"'{where}': layout {name} is {value!r}; expected {expected}")
+                raise PictureError(f"{where}layout {name} is {value!r}; expected {expected}")
         return self
 
     @property
@@ -387,6 +387,20 @@ def write_video(path: Path, pictures: list[np.ndarray], layout: Layout, fps: Fra
 
     write_atomic(path, write)
     return count
+
+
+def video_layout(path: str) -> Layout | None:
+    """The layout a video carries in its container tag, or None; without decoding a frame."""
+    import av
+
+    if not os.path.isfile(path):
+        raise PictureError(f"cannot read '{path}': no such file")
+    try:
+        with av.open(path) as container:
+            text = {k.lower(): v for k, v in container.metadata.items()}.get(KEY)
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise PictureError(f"cannot read '{path}': {getattr(exc, 'strerror', None) or exc}") from None
+    return None if text is None else Layout.from_json(text, path)
 
 
 def read_video(path: str, layout: Layout | None, warn) -> tuple[np.ndarray, Layout]:

@@ -102,6 +102,12 @@ def test_video_round_trip_equals_the_picture_round_trip(songs, tmp_path):
         picture = sp.snr_db(mono, read(tmp_path / f"{bits}p.wav"))
         video = sp.snr_db(mono, read(tmp_path / f"{bits}v.wav"))
         assert abs(picture - video) <= 0.1
+    # a copy without the container tag reads with --like the original
+    subprocess.run(["ffmpeg", "-v", "error", "-i", tmp_path / "16.mkv", "-map_metadata", "-1", "-c", "copy",
+                    tmp_path / "bare.mkv"], check=True)
+    assert sp.video_layout(str(tmp_path / "bare.mkv")) is None
+    run("to-audio", tmp_path / "bare.mkv", "--out", tmp_path / "bare.wav", "--like", tmp_path / "16.mkv")
+    assert abs(sp.snr_db(mono, read(tmp_path / "bare.wav")) - video) <= 0.1
 
 
 def blur(p):
