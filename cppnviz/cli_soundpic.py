@@ -256,6 +256,9 @@ def cmd_to_audio(args) -> int:
         planes += channel_planes(pixels, layout, path, fit_time=args.time == "fit")
     if len(planes) > 2:
         raise PictureError(f"{len(planes)} channels in {' and '.join(args.pictures)}: expected 1 or 2")
+    if len({magnitude.shape for magnitude, _ in planes}) > 1:
+        sizes = " and ".join(f"{m.shape[1]}" for m, _ in planes)
+        raise PictureError(f"the channels are {sizes} columns long: left and right must have one length")
     rebuilding = args.phase == "rebuild" or layout.phase == "none"
     channels = []
     for magnitude, plane in planes:
