@@ -62,7 +62,7 @@ def add_soundpic_commands(subparsers) -> None:
     g.add_argument("--scale", choices=SCALES, default="log")
     g.add_argument("--bins-per-octave", type=int, default=48)
     g.add_argument("--representation", choices=REPRESENTATIONS, default="phase", help="what the green channel holds")
-    g.add_argument("--db-range", type=float, help="dB from black to white (default 120, 80 for 8-bit pictures)")
+    g.add_argument("--db-range", type=float, help="dB from black to white (default 120; to-image made 8-bit pictures with 80)")
     g.add_argument("--db-top", type=float, default=6.0, help="dB of white, above a full-scale sine (default 6)")
     g.add_argument("--channels", type=int, choices=(1, 2), default=1, help="channels side by side in one picture")
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
