@@ -128,6 +128,23 @@ def test_frames_match_numpy(cupy, params):
         assert_agree(gpu, cpu, t)
 
 
+def test_a_scale_change_keeps_the_kernel_and_gives_a_fresh_nodes_frames(cupy):
+    # A new scale is a kernel argument: the same network and module, the frames of one built at it.
+    # (period, not features: node() configures without setting input_specs, which a rebuild reads.)
+    gpu = cppn("cupy", period=2.0, vignette=True)
+    network, module = gpu.network, gpu.network.gpu.module
+    for scale in (1.37, 2.5):
+        gpu.set_param("scale", scale)
+        assert gpu.network is network and gpu.network.gpu.module is module
+        fresh = cppn("cupy", period=2.0, vignette=True, scale=scale)
+        np.testing.assert_array_equal(render(gpu, 0.4), render(fresh, 0.4))
+        assert_agree(gpu, cppn("numpy", period=2.0, vignette=True, scale=scale), 0.4)
+    # The vignette is compiled into the kernel: turning it off builds a network without it.
+    gpu.set_param("vignette", False)
+    assert gpu.network is not network
+    np.testing.assert_array_equal(render(gpu, 0.4), render(cppn("cupy", period=2.0, scale=2.5), 0.4))
+
+
 @pytest.mark.parametrize("memory", _cuda.WEIGHT_MEMORIES)
 def test_every_weight_memory_matches_numpy(cupy, monkeypatch, memory):
     monkeypatch.setattr(_cuda, "WEIGHT_MEMORY", memory)
