@@ -4,7 +4,8 @@ The graph is examples/driven.yaml at 256x256 (8 layers of 16, numpy): per tick,
 - the drives' evaluation: Drive.update for each drive (trailing blur, running range, avg, step, rate:
   the live path, which does the most work per tick) plus the runner's compare with the node's value;
 - applying a changed value to the node (set_param: the param's check, then the node's reaction: the
-  cppn rebuilds its network for a new `scale`; feature_gain is read each frame and costs nothing more);
+  cppn re-places its pixels for a new `scale`, the coordinate cache and vignette, keeping its weights;
+  feature_gain is read each frame and costs nothing more);
 - the reference: the cppn rendering one 256x256 frame (its process(), features in).
 Medians over repeated runs, so another process sharing the 2 cores moves them little.
 
@@ -77,7 +78,7 @@ def main() -> None:
     print(f"drive evaluation, all {len(drives)} drives, per tick:  {1e6 * per_tick:8.1f} us = "
           f"{100 * per_tick / render:.3f} % of the frame (target < 2 %)")
     print(f"apply a new feature_gain (set_param):        {1e6 * apply_gain:8.1f} us = {100 * apply_gain / render:.3f} %")
-    print(f"apply a new scale (set_param, network rebuilt): {1000 * apply_scale:6.3f} ms = "
+    print(f"apply a new scale (set_param, pixels re-placed): {1000 * apply_scale:6.3f} ms = "
           f"{100 * apply_scale / render:.1f} % (paid only on ticks where the value changes)")
 
 
