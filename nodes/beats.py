@@ -12,6 +12,7 @@ from cppnviz.ports import AudioWindow, Input, Output, Spec
 from . import _beat_offline
 from ._beat_live import MIN_ONSETS, LiveTracker
 from ._events import PeakPicker, Pulse
+from ._modes import OfflineOrLive
 from ._odf import FLUX_PARAMS, event_time, flux_stream, horizon, position
 from ._tempo import TempoModel
 
@@ -40,7 +41,7 @@ def beat_strength(strength: np.ndarray) -> np.ndarray:
     return CAP_DB * np.tanh(np.asarray(strength, dtype=np.float64) / CAP_DB)
 
 
-class Beats(Node):
+class Beats(OfflineOrLive, Node):
     """Tempo and beats (offline: dynamic programming over the track; live: predicted from the past)."""
 
     type_name = "beats"
@@ -94,18 +95,6 @@ class Beats(Node):
         if name in ("decay", "beats_per_bar"):
             return self.output_specs
         return super().param_changed(name)
-
-    # -- modes ------------------------------------------------------------------------------
-    def offline(self) -> bool:
-        return self.p.mode == "offline" or (self.p.mode == "auto" and not self.ctx.live)
-
-    def whole_track(self) -> bool:
-        return self.offline()
-
-    def live_problem(self):
-        if self.p.mode == "offline":
-            return "mode offline needs the whole track; live, use mode: live (or auto)"
-        return None
 
     # -- offline ----------------------------------------------------------------------------
     # The prepass hands the audio one tick at a time (a streamed song holds a few seconds around each

@@ -10,6 +10,7 @@ from cppnviz.params import Param
 from cppnviz.ports import AudioWindow, Input, Output, Spec
 
 from ._hpss import Separator, kernel_bins, kernel_frames
+from ._modes import OfflineOrLive
 from .audio import MIN_REACH, REACH_S, _Buffer
 
 # librosa's defaults (n_fft 2048, hop 512, kernels of 31 frames and 31 bins at 44.1 kHz), as time and
@@ -18,7 +19,7 @@ KERNEL_S = 0.36
 KERNEL_HZ = 667.0
 
 
-class HPSS(Node):
+class HPSS(OfflineOrLive, Node):
     """Harmonic/percussive separation by median filtering (Fitzgerald 2010; librosa.decompose.hpss)."""
 
     type_name = "hpss"
@@ -64,17 +65,6 @@ class HPSS(Node):
         return {"harmonic": spec, "percussive": spec}
 
     # -- modes ------------------------------------------------------------------------------
-    def offline(self) -> bool:
-        return self.p.mode == "offline" or (self.p.mode == "auto" and not self.ctx.live)
-
-    def whole_track(self) -> bool:
-        return self.offline()
-
-    def live_problem(self):
-        if self.p.mode == "offline":
-            return "mode offline needs the whole track; live, use mode: live (or auto)"
-        return None
-
     @property
     def latency(self) -> int:
         """Samples the outputs trail the input: 0 offline, the separator's look-ahead live."""
