@@ -54,8 +54,8 @@ def cppn_node(width: int, height: int):
 
 
 def player(path: Path) -> FrameGrid:
-    node = FrameGrid("grid", {"path": str(path), "vary": [0, 1], "blend": "linear", "smooth": 0.0},
-                     Context(fps=Fraction(60)))
+    node = FrameGrid("grid", {"path": str(path), "vary": [0, 1], "blend": "linear", "smooth": 0.0,
+                              "backend": "numpy"}, Context(fps=Fraction(60)))
     node.input_specs = {"features": Spec("features", size=FEATURES)}
     node.configure(node.input_specs)
     return node

@@ -14,6 +14,8 @@ from cppnviz.node import Node
 from cppnviz.params import REQUIRED, Param
 from cppnviz.ports import Input, Output, Spec
 
+from .cppn import BACKENDS, choose_backend
+
 log = logging.getLogger(__name__)
 
 CHUNK_PIXELS = 32768    # rows blended at a time: the float32 scratch (384 KiB) stays in L2
@@ -31,7 +33,8 @@ class FrameGrid(Node):
     # refuse it by name, or run it with smooth 0.
     keeps_state = True
     inputs = (Input("features", "features", "values whose `vary` entries pick the point in the grid"),)
-    outputs = (Output("frame", "frame", "the grid's frame at that point, float32 (height, width, 3) in [0, 1]"),)
+    outputs = (Output("frame", "frame", "the grid's frame at that point, float32 (height, width, 3) in [0, 1] (a CuPy "
+                      "array on the cupy backend)"),)
     params = (
         Param("path", "path", REQUIRED, "grid file to play (made by cppnviz bake or cppnviz grid-from)"),
         Param("vary", "floats", [0, 1], "feature indices that index the grid's axes, in order; must match the file",
@@ -40,13 +43,25 @@ class FrameGrid(Node):
               "2^d stored frames around the point", choices=("nearest", "linear")),
         Param("smooth", "float", 0.0, "time constant of the grid position, so jumps glide (0: none)",
               min=0, max=60, unit="s"),
+        Param("backend", "choice", "auto", "where the frames are held and blended: auto (the GPU when one is usable), "
+              "numpy (host memory, one core), cupy (the whole grid in GPU memory; an error where no GPU is usable)",
+              choices=BACKENDS),
     )
 
     def configure(self, inputs):
         p = self.p
-        if getattr(self, "_loaded", None) != _identity(p.path):   # a blend or smooth change keeps the frames
+        backend = choose_backend(p.backend, self.name)
+        loaded = (_identity(p.path), backend)
+        if getattr(self, "_loaded", None) != loaded:   # a blend or smooth change keeps the frames
+            self.grid = self.device = None            # a grid held on the other backend is let go first
             self.grid = grid.read(p.path)
-            self._loaded = _identity(p.path)
+            if backend == "cupy":
+                from ._grid_cuda import GridBlend
+                frames = self.grid.frames
+                # Uploaded once as held on the host (uint8); the host copy is then let go.
+                self.device = GridBlend(frames.reshape(-1, *frames.shape[len(self.grid.steps):]), p.path)
+                self.grid = grid.Grid(self.grid.header, None)
+            self._loaded = loaded
         header = self.grid.header
         vary = p.vary if isinstance(p.vary, list) else [p.vary]
         if not all(float(v).is_integer() for v in vary):
@@ -67,9 +82,13 @@ class FrameGrid(Node):
         ranges = np.asarray(header["ranges"], np.float64)
         self.low, self.span = ranges[:, 0], ranges[:, 1] - ranges[:, 0]
         self.snap = np.abs(ranges).max(axis=1) * 2.0**-23 * (self.steps - 1) / np.abs(self.span)
-        self.flat = self.grid.frames.reshape(-1, *self.grid.frames.shape[len(self.steps):])
         self.strides = np.asarray([int(np.prod(self.steps[i + 1:])) for i in range(len(self.steps))])
         height, width = header["height"], header["width"]
+        if self.device is not None:
+            self.frame = self.device.frame
+            self.reset()
+            return {"frame": Spec("frame", shape=(height, width, 3))}
+        self.flat = self.grid.frames.reshape(-1, *self.grid.frames.shape[len(self.steps):])
         self.frame = np.zeros((height, width, 3), np.float32)
         rows = max(1, CHUNK_PIXELS // width)
         self.scratch = np.empty((rows, width, 3), np.float32)
@@ -119,7 +138,10 @@ class FrameGrid(Node):
         return mix
 
     def _blend(self, mix: list[tuple[int, float]]) -> None:
-        """frame = sum of weight * stored frame / 255, a chunk of rows at a time (one core)."""
+        """frame = sum of weight * stored frame / 255, a chunk of rows at a time (one core), or on the GPU."""
+        if self.device is not None:   # the same float32 scales, products and sums, in the same order
+            self.device.blend([(i, np.float32(w) * _LEVEL) for i, w in mix])
+            return
         scaled = [(self.flat[i], np.float32(w) * _LEVEL) for i, w in mix]
         for i0, i1 in self.rows:
             out, tmp = self.frame[i0:i1], self.scratch[:i1 - i0]

@@ -66,6 +66,13 @@ def test_yuv_kernel_compiles():
     assert "rgb_to_yuv420" in compile_for_hopper(_cuda._YUV_SOURCE)[0]
 
 
+def test_grid_blend_kernel_compiles_and_never_fuses():
+    from cppnviz.nodes import _grid_cuda
+    ptx = compile_for_hopper(_grid_cuda._SOURCE)[0]
+    # Fused multiply-adds would round once where the numpy player rounds twice: its frames must stay bit-equal.
+    assert "grid_blend" in ptx and "fma." not in ptx
+
+
 def test_kernel_weights_follow_the_numpy_networks_layout():
     net = Network(16, 16, layers=4, hidden=8, n_features=2)
     packed = _cuda.pack_weights(net.w_layers)
@@ -135,3 +142,19 @@ def test_gpu_yuv_equals_the_encoders_cpu_conversion():
     planes = _cuda.GpuYuv420(37, 51, LUMA, CB_PAIR, CR_PAIR).convert(cupy.asarray(rgb))
     for ours, reference in zip(planes, slot.views):
         assert np.abs(ours.astype(int) - reference.astype(int)).max() <= 1
+
+
+@needs_gpu
+@pytest.mark.parametrize("blend", ["linear", "nearest"])
+def test_gpu_frame_grid_equals_the_numpy_player(tmp_path, blend):
+    # The grid on the device, blended there: the numpy player's frames bit for bit (tests/test_grid_gpu.py says why).
+    from test_grid_gpu import player, write_grid
+    from cppnviz.timebase import Tick
+    frames = write_grid(tmp_path / "g.grid", [4, 3], height=270, width=480)
+    gpu, cpu = player(tmp_path / "g.grid", "cupy", 2, blend), player(tmp_path / "g.grid", "numpy", 2, blend)
+    assert gpu.device.frames.nbytes == frames.nbytes
+    for k, where in enumerate(np.random.default_rng(1).uniform(-0.1, 1.1, (12, 2))):
+        features = np.zeros(4, np.float32)
+        features[:2] = where
+        ours = gpu.process(Tick(k, k / 30), features=features)["frame"].get()
+        np.testing.assert_array_equal(ours, cpu.process(Tick(k, k / 30), features=features)["frame"])

@@ -62,10 +62,10 @@ def baked(tmp_path_factory):
     return graph, out
 
 
-def player(path: Path, blend="linear", smooth=0.0, vary=(0, 1)) -> FrameGrid:
+def player(path: Path, blend="linear", smooth=0.0, vary=(0, 1), backend="numpy") -> FrameGrid:
     from cppnviz.ports import Spec
-    node = FrameGrid("grid", {"path": str(path), "vary": list(vary), "blend": blend, "smooth": smooth},
-                     Context(fps=Fraction(60)))
+    node = FrameGrid("grid", {"path": str(path), "vary": list(vary), "blend": blend, "smooth": smooth,
+                              "backend": backend}, Context(fps=Fraction(60)))
     node.input_specs = {"features": Spec("features", size=8)}
     node.output_specs = node.configure(node.input_specs)
     return node
