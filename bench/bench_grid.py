@@ -11,7 +11,10 @@ psnr      an 8x16 tanh CPPN at 64x64 over features 0 and 1 in 0..1 (the others a
           at 200 random points against rendering the CPPN there, for steps 8, 16, 32, 64.
 
     .venv/bin/python bench/bench_grid.py [--only playback bake psnr] [--sizes 512x512 1920x1080 3840x2160]
-                                         [--bake 16x512x512 32x1920x1080]
+                                         [--bake 16x512x512 32x1920x1080] [--backend numpy|cupy]
+
+--backend cupy plays from GPU memory (and renders the cppn there): each time waits for the GPU
+(stream synchronised) but leaves the frame on the device, as the encoder and the window take it.
 """
 
 from __future__ import annotations
@@ -44,18 +47,25 @@ LAYERS, HIDDEN, FEATURES = 8, 16, 8
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def cppn_node(width: int, height: int):
+def sync(frame) -> None:
+    """Wait until the GPU has made a device frame (launches return at once); a host frame is already done."""
+    if hasattr(frame, "__cuda_array_interface__"):
+        import cupy
+        cupy.cuda.get_current_stream().synchronize()
+
+
+def cppn_node(width: int, height: int, backend: str = "auto"):
     values = {p.name: p.default for p in cppn.CPPN.params}
-    values.update(width=width, height=height, layers=LAYERS, hidden=HIDDEN, activation="tanh")
+    values.update(width=width, height=height, layers=LAYERS, hidden=HIDDEN, activation="tanh", backend=backend)
     node = cppn.CPPN("cppn", values, Context(fps=Fraction(60)))
     node.input_specs = {"features": Spec("features", size=FEATURES)}
     node.configure(node.input_specs)
     return lambda features: node.process(Tick(0, 0.0), features=np.asarray(features, np.float32))["frame"]
 
 
-def player(path: Path) -> FrameGrid:
+def player(path: Path, backend: str = "numpy") -> FrameGrid:
     node = FrameGrid("grid", {"path": str(path), "vary": [0, 1], "blend": "linear", "smooth": 0.0,
-                              "backend": "numpy"}, Context(fps=Fraction(60)))
+                              "backend": backend}, Context(fps=Fraction(60)))
     node.input_specs = {"features": Spec("features", size=FEATURES)}
     node.configure(node.input_specs)
     return node
@@ -77,31 +87,31 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def playback(sizes: list[str], folder: Path) -> None:
+def playback(sizes: list[str], folder: Path, backend: str = "numpy") -> None:
     print(f"{'size':>10} {'grid ms':>8} {'grid fps':>9} {'CPU ms':>7} {'cppn ms':>8} {'ratio':>7} {'frames MiB':>11} {'peak RSS MiB':>13}")
     rng = np.random.default_rng(0)
     for size in sizes:
         width, height = map(int, size.lower().split("x"))
         path = folder / f"play_{size}.grid"
         synthetic_grid(path, width, height)
-        node = player(path)
-        held = node.grid.frames.nbytes / 2**20
+        node = player(path, backend)
+        held = (node.grid.frames if node.device is None else node.device.frames).nbytes / 2**20
         features = rng.uniform(0.01, 0.99, (200, FEATURES)).astype(np.float32)
         node.process(Tick(0, 0.0), features=features[0])   # warm-up
         times, cpu = [], []
         for k, f in enumerate(features[1:], 1):
             started, began = time.perf_counter(), time.thread_time()
-            node.process(Tick(k, k / 60), features=f)
+            sync(node.process(Tick(k, k / 60), features=f)["frame"])
             times.append(time.perf_counter() - started)
             cpu.append(time.thread_time() - began)
         ms, cpu_ms = 1000 * statistics.median(times), 1000 * statistics.median(cpu)
-        render = cppn_node(width, height)
-        render(features[0])
+        render = cppn_node(width, height, backend)
+        sync(render(features[0]))
         reps = 2 if width * height > 3_000_000 else 5
         ref = []
         for f in features[:reps]:
             started = time.perf_counter()
-            render(f)
+            sync(render(f))
             ref.append(time.perf_counter() - started)
         ref_ms = 1000 * statistics.median(ref)
         print(f"{size:>10} {ms:8.2f} {1000 / ms:9.1f} {cpu_ms:7.2f} {ref_ms:8.1f} {ref_ms / ms:6.1f}x {held:11.0f} {rss_mib():13.0f}",
@@ -175,6 +185,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=("playback", "bake", "psnr"), default=["playback", "bake", "psnr"])
     parser.add_argument("--sizes", nargs="+", default=["512x512", "1920x1080", "3840x2160"])
     parser.add_argument("--bake", nargs="+", default=["16x512x512"], metavar="STEPSxWxH")
+    parser.add_argument("--backend", choices=("numpy", "cupy"), default="numpy", help="playback on the host or the GPU")
     args = parser.parse_args()
     print(f"date      {datetime.now().isoformat(timespec='seconds')}")
     print(f"machine   {platform.platform()}; {cpu_model()}; {os.cpu_count()} cores; Python "
@@ -189,7 +200,7 @@ def main() -> None:
             bake(args.bake, folder)
             print()
         if "playback" in args.only:
-            playback(args.sizes, folder)
+            playback(args.sizes, folder, args.backend)
             print()
     print(f"load avg  {load()} (after; 2 cores: above ~0.5 means another process shared them)")
 
