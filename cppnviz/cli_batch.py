@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from fractions import Fraction
@@ -51,6 +52,17 @@ def connect(args):
     return ray_connect(args.ray)
 
 
+def disconnect(ray) -> None:
+    """Leave the cluster once the work is published: a Ctrl-C now has nothing left to stop, and one that
+    landed inside Ray's own shutdown (atexit, at the interpreter's end) could crash it."""
+    held = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        ray.shutdown()
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
+
+
 def render_graph(graph, n: int, args, ray=None) -> str:
     """Render one loaded graph, on Ray when `ray` is given; return how the time was spent."""
     from tqdm import tqdm
@@ -75,6 +87,7 @@ def render_on_ray(args, graph, n: int) -> int:
     started = time.perf_counter()
     split = render_graph(graph, n, args, ray)
     wall = time.perf_counter() - started
+    disconnect(ray)
     video_seconds = float(Fraction(n) / graph.ctx.fps)
     print(f"wrote {graph.of_type('encoder')[0].p.path}", file=sys.stderr)
     print(f"{n} frames ({video_seconds:.2f} s of video) in {wall:.2f} s: {n / wall if wall else 0:.1f} fps, "
@@ -194,6 +207,8 @@ def cmd_batch(args) -> int:
         for *_, job, _ in inflight:
             job.cancel()
         raise
+    if ray is not None:
+        disconnect(ray)
     print(table(("song", "frames", "seconds", "status"), [rows[i] for i in sorted(rows)]))
     return 2 if any(row[3] == "failed" for row in rows.values()) else 0   # each failure had its error line
 

@@ -146,7 +146,9 @@ def session(tmp_path_factory):
     b = song(tmp / "b.wav", 2.0, 2)
     (tmp / "bad.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + os.urandom(200))
     small = graph(tmp / "small.yaml", a, crf=0)             # crf 0: x264 lossless, so the decoded frames compare
-    big = graph(tmp / "big.yaml", b, size=(192, 192), layers=8, hidden=48, crf=0)   # slow enough to catch a task
+    # Slow enough to catch a task on any machine: a segment (1 s, 30 frames of 384x384 through 8x48) takes
+    # seconds of CPU, far longer than Ray's state API takes to report it running (tenths of a second).
+    big = graph(tmp / "big.yaml", b, size=(384, 384), layers=8, hidden=48, crf=0)
     batch = graph(tmp / "batch.yaml", a, crf=20)
     for args in (["small.yaml", "--set", "video.format=png", "--out", "png_single/"],
                  ["small.yaml", "--out", "single.mp4"], ["big.yaml", "--out", "big_single.mp4"]):
@@ -158,9 +160,9 @@ def session(tmp_path_factory):
                                  "--segment-seconds", "0.4", *ray_args]},
         {"name": "mp4", "args": ["render", "small.yaml", "--out", "ray.mp4", "--segment-seconds", "0.4", *ray_args]},
         {"name": "kill", "kill": True, "args": ["render", "big.yaml", "--out", "big_ray.mp4", "--segment-seconds",
-                                                "0.5", *ray_args]},
+                                                "1", *ray_args]},
         {"name": "interrupt", "interrupt": True, "args": ["render", "big.yaml", "--out", "cut.mp4",
-                                                          "--segment-seconds", "0.5", *ray_args]},
+                                                          "--segment-seconds", "1", *ray_args]},
         {"name": "batch", "args": ["batch", "batch.yaml", "a.wav", "bad.wav", "b.wav", "--out-dir", "videos",
                                    "--segment-seconds", "0.5", *ray_args]},
     ]
