@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from . import presets
+from .errors import CppnvizError
 
 
 def add_presets_command(subparsers) -> None:
@@ -18,7 +19,11 @@ def add_presets_command(subparsers) -> None:
 
 
 def cmd_presets(args) -> int:
+    if args.folder is not None and not Path(args.folder).is_dir():
+        raise CppnvizError(f"presets {args.folder}: not a folder; expected a folder of preset .yaml files")
     files = sorted(Path(args.folder).glob("*.yaml")) if args.folder else presets.shipped()
+    if args.folder is not None and not files:
+        raise CppnvizError(f"presets {args.folder}: no presets (.yaml files) in this folder")
     rows = [(path.stem, *presets.describe(path)) for path in files]
     width = max((len(stem) for stem, _, _ in rows), default=0)
     for stem, name, description in rows:

@@ -123,3 +123,11 @@ def test_live_applies_the_preset_before_the_graph_is_checked():
     graph = cli_live.live_graph(args)
     assert graph.ctx.live and {d.spec.param: d.mapping.rate for d in graph.drives} == {"scale": 2, "feature_gain": 1}
     assert all(d.trailing for d in graph.drives)
+
+
+def test_presets_of_a_missing_or_empty_folder_is_an_error_not_an_empty_list(tmp_path):
+    for folder, message in ((tmp_path / "nosuch", "not a folder"), (tmp_path, "no presets (.yaml files)")):
+        result = run_cli("presets", folder)
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.strip().splitlines() == [f"error: presets {folder}: {message}" + (
+            "; expected a folder of preset .yaml files" if message == "not a folder" else " in this folder")]
