@@ -20,8 +20,9 @@ import numpy as np
 from . import grid, runner
 from .argtypes import positive_seconds
 from .errors import CppnvizError, GraphError, OutputError, Problem
-from .outputs import check_file_output, check_not_an_input, partial_path
+from .outputs import check_file_output, check_not_an_input
 from .ports import to_host
+from .soundpic import write_atomic
 
 log = logging.getLogger("cppnviz")
 
@@ -136,6 +137,7 @@ def cmd_bake(args) -> int:
         raise GraphError([Problem("--node", f"node '{node.name}' ({node.type_name}) must make frames from a linked "
                                             f"'features' input to be baked")])
     check_not_an_input([str(out)], graph.files(written=False))
+    sheet = _sheet_path(args, out, graph.files(written=False))
     n_features = graph.specs[(link.node, link.port)].size
     vary = parse_vary(args.vary, n_features)
     steps = parse_steps(args.steps, len(vary))
@@ -170,8 +172,20 @@ def cmd_bake(args) -> int:
             vector = base.copy()
             vector[vary] = [values_at[a][i] for a, i in enumerate(pos)]
             yield node.process(t0, features=vector.astype(np.float32))[frame_port]
-    _write(out, header, frames, args)
+    _write(out, header, frames, args, sheet)
     return 0
+
+
+def _sheet_path(args, out: Path, inputs: list[str]) -> Path | None:
+    """--contact-sheet, checked before any frame is made: a new file that is neither --out nor an input."""
+    if not args.contact_sheet:
+        return None
+    sheet = Path(absolute_path(args.contact_sheet))
+    check_file_output(sheet, what="a file name such as sheet.png")
+    if os.path.realpath(sheet) == os.path.realpath(out):
+        raise OutputError(f"cannot write '{sheet}': it is also --out; give the contact sheet another name")
+    check_not_an_input([str(sheet)], inputs)
+    return sheet
 
 
 def _parse_fixed(text: str | None, n_features: int) -> list[float] | None:
@@ -203,7 +217,7 @@ def _sha256_file(path) -> str:
     return file_hash(path)
 
 
-def _write(out: Path, header: dict, frames, args) -> None:
+def _write(out: Path, header: dict, frames, args, sheet: Path | None) -> None:
     """Render the frames the work file lacks, deflating on a second thread, publish, draw the sheet."""
     from tqdm import tqdm
 
@@ -242,8 +256,8 @@ def _write(out: Path, header: dict, frames, args) -> None:
     print(f"wrote {out}: {total} frames {header['width']}x{header['height']} over features {header['vary']} "
           f"({size / 2**20:.1f} MiB, {size / (total * header['width'] * header['height'] * 3):.1%} of raw); "
           f"{fresh} frames in {wall:.2f} s: {fresh / wall if wall else 0:.1f} fps", file=sys.stderr)
-    if args.contact_sheet:
-        write_contact_sheet(out, Path(absolute_path(args.contact_sheet)))
+    if sheet is not None:
+        write_contact_sheet(out, sheet)
 
 
 def absolute_path(text: str) -> str:
@@ -267,6 +281,7 @@ def cmd_grid_from(args) -> int:
     out = Path(absolute_path(args.out))
     check_file_output(out, what="a file name such as look.grid")
     files = find_images(folder, steps)
+    sheet = _sheet_path(args, out, [str(f) for f in files.values()])
     digest = hashlib.sha256()
     for pos in grid.positions(steps):
         digest.update(f"{pos}:{_sha256_file(files[pos])}\n".encode())
@@ -285,7 +300,7 @@ def cmd_grid_from(args) -> int:
         for pos in todo:
             with Image.open(files[pos]) as image:
                 yield np.asarray(image.convert("RGB"), np.float32) / np.float32(255)
-    _write(out, header, frames, args)
+    _write(out, header, frames, args, sheet)
     return 0
 
 
@@ -327,11 +342,5 @@ def write_contact_sheet(path: Path, out: Path, *, max_side: int = 2048) -> None:
     for _, pos, frame in grid.iter_frames(path):
         row, col = (0, pos[0]) if len(steps) == 1 else (pos[0], int(np.ravel_multi_index(pos[1:], steps[1:])))
         sheet.paste(Image.fromarray(frame).resize(cell, Image.BILINEAR), (col * cell[0], row * cell[1]))
-    partial = partial_path(out)
-    try:
-        sheet.save(partial, format="PNG")
-        os.replace(partial, out)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise OutputError(f"cannot write '{out}': {exc.strerror or exc}") from None
+    write_atomic(out, lambda partial: sheet.save(partial, format="PNG"))
     print(f"wrote {out}: {rows}x{cols} frames of {cell[0]}x{cell[1]}", file=sys.stderr)

@@ -275,6 +275,22 @@ def test_grid_from_images_named_by_position(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "other.grid").exists()
 
 
+
+def test_a_bad_contact_sheet_is_refused_before_any_frame(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(2):
+        for j in range(2):
+            Image.fromarray(np.full((4, 4, 3), 60 * i + 20 * j, np.uint8)).save(folder / f"f_{i}_{j}.png")
+    before = (folder / "f_0_0.png").read_bytes()
+    out = tmp_path / "made.grid"
+    for sheet, words in [(out, "it is also --out"), (folder / "f_0_0.png", "an input of this run"),
+                         (folder, "it is a folder"), (tmp_path / "nowhere" / "s.png", "does not exist")]:
+        result = run_cli("grid-from", folder, "--steps", "2", "--out", out, "--contact-sheet", sheet, "--quiet")
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and words in lines[0], result.stderr
+        assert not out.exists() and (folder / "f_0_0.png").read_bytes() == before
+
 @pytest.mark.parametrize("args,words", [
     (["--vary", "0,9"], "--vary: feature index 9 is past the 8 features"),
     (["--vary", "0,1", "--steps", "1"], "--steps: expected one count"),
