@@ -108,22 +108,24 @@ class Beats(OfflineOrLive, Node):
                              f"frame, and this audio source does not hold it; use mode: live")
         if self.observed is None:
             self.flux.reset()
-            self.observed = (None, [], audio.sample_rate)
+            self.observed = (None, [])
         first, strength = self.flux.advance(audio, audio.start + len(audio.samples))
-        start, pieces, rate = self.observed
         if len(strength):
-            self.observed = (first if start is None else start, pieces + [strength[:, 1]], rate)
+            start, pieces = self.observed
+            pieces.append(strength[:, 1])    # in place: a list rebuilt every tick is quadratic in the song's length
+            if start is None:
+                self.observed = (first, pieces)
 
     def fit(self, inputs):
         for window in np.ravel(inputs.get("audio", [])):   # stacked windows, as a tool may hand them
             self.observe(None, window)
-        start, pieces, rate = self.observed or (None, [], None)
+        start, pieces = self.observed or (None, [])
         self.observed = None
         self.flux.reset()
-        self.fitted = self.track(start or 0, np.concatenate(pieces) if pieces else np.zeros(0), rate)
+        self.fitted = self.track(start or 0, np.concatenate(pieces) if pieces else np.zeros(0))
         self.fitted_bpm = local_bpm(self.fitted)
 
-    def track(self, first: int, strength: np.ndarray, sample_rate: int | None) -> np.ndarray:
+    def track(self, first: int, strength: np.ndarray) -> np.ndarray:
         """Beat times (stream seconds) of a whole track's onset strength from frame `first`, by dynamic programming."""
         strength = beat_strength(strength)
         self.picker.reset()
@@ -134,7 +136,7 @@ class Beats(OfflineOrLive, Node):
         periods = self.periods(strength)
         if periods is None:
             return np.zeros(0)
-        return event_time(first + _beat_offline.track(strength, periods), self.p.hop, sample_rate)
+        return event_time(first + _beat_offline.track(strength, periods), self.p.hop, self.flux.sample_rate)
 
     def periods(self, strength: np.ndarray) -> np.ndarray | float | None:
         """Frames per beat at every frame: the fixed tempo, or the tempo path of the track."""
@@ -148,7 +150,7 @@ class Beats(OfflineOrLive, Node):
 
     # -- per tick ---------------------------------------------------------------------------
     def reset(self):
-        self.observed = None              # offline prepass: (first frame, strengths, sample rate) so far
+        self.observed = None              # offline prepass: (first frame, strength pieces) so far
         self.flux.reset()
         self.picker.reset()
         self.pulse.reset()
