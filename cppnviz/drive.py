@@ -99,6 +99,10 @@ class DriveSpec:
         """The source as written: node.port or node.port[i]."""
         return f"{self.source}.{self.port}" + (f"[{self.index}]" if self.index is not None else "")
 
+    def pick(self, value: Any) -> float:
+        """The one number this drive follows, out of its source output's value for a tick."""
+        return float(np.asarray(value).reshape(-1)[self.index or 0])
+
 
 # -- checking a drive: section ----------------------------------------------------------
 
@@ -199,23 +203,15 @@ def _check_mapping(at, decl: Param, fields: dict, problems: list[Problem]) -> Ma
     before = len(problems)
     lo = _end(at, decl, fields, "min", problems)
     hi = _end(at, decl, fields, "max", problems)
-    avg = step = rate = blur = amount = None
     avg = _number(at, fields, "avg", problems) if "avg" in fields else None
     if avg is not None and lo is not None and hi is not None and not min(lo, hi) <= avg <= max(lo, hi):
         problems.append(Problem(at, f"'avg': expected a value between min and max ({lo:g}..{hi:g}), found {avg:g}"))
+    numbers = {}   # step, rate, blur, amount
     for key, low, high in (("step", 0, None), ("rate", 0, None), ("blur", 0, 3600), ("amount", 0, 1)):
-        value = _number(at, fields, key, problems, 1.0 if key == "amount" else 0.0)
+        value = numbers[key] = _number(at, fields, key, problems, 1.0 if key == "amount" else 0.0)
         if value is not None and (value < low or (high is not None and value > high)):
             rng = f"in {low}..{high}" if high is not None else f">= {low}"
             problems.append(Problem(at, f"'{key}': expected a number {rng}, found {value:g}"))
-        if key == "step":
-            step = value
-        elif key == "rate":
-            rate = value
-        elif key == "blur":
-            blur = value
-        else:
-            amount = value
     curve = fields.get("curve", "linear")
     if curve not in CURVES:
         problems.append(Problem(at, f"'curve': expected one of {', '.join(CURVES)}, found {describe_found(curve)}"))
@@ -235,8 +231,7 @@ def _check_mapping(at, decl: Param, fields: dict, problems: list[Problem]) -> Ma
         problems.append(Problem(at, f"'trailing': expected true or false, found {describe_found(trailing)}"))
     if len(problems) > before:
         return None
-    return Mapping(min=lo, max=hi, avg=avg, step=step, rate=rate, blur=blur, input_range=input_range,
-                   curve=curve, amount=amount, trailing=trailing)
+    return Mapping(min=lo, max=hi, avg=avg, input_range=input_range, curve=curve, trailing=trailing, **numbers)
 
 
 def check_source_size(spec: DriveSpec, size: int | None) -> Problem | None:

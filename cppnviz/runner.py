@@ -77,8 +77,7 @@ class Scheduler:
                 self.outputs[(name, port)] = value
             for drive in self.drives_from.get(name, ()):
                 if drive.ready:
-                    value = self.outputs[(name, drive.spec.port)]
-                    drive.update(k, float(np.asarray(value).reshape(-1)[drive.spec.index or 0]))
+                    drive.update(k, drive.spec.pick(self.outputs[(name, drive.spec.port)]))
             self.seconds[node.stage] += time.perf_counter() - started
 
     def inputs_over(self, name: str, n_frames: int) -> dict[str, np.ndarray]:
@@ -135,7 +134,7 @@ def _prepare_drives(graph: Graph, n_frames: int, names: list[str]) -> None:
         for k in range(n_frames):
             scheduler.step(k)
             for i, d in enumerate(these):
-                xs[i, k] = np.asarray(scheduler.outputs[(source, d.spec.port)]).reshape(-1)[d.spec.index or 0]
+                xs[i, k] = d.spec.pick(scheduler.outputs[(source, d.spec.port)])
         for d, series in zip(these, xs):
             d.prepare(series)
         for n in upstream:
