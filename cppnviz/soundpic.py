@@ -242,15 +242,6 @@ def read_planes(pixels: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndar
     return unit_to_magnitude(rows[bin_rows, :, 0], layout), rows[bin_rows, :, 1]
 
 
-def fit_height(pixels: np.ndarray, layout: Layout, where: str, warn) -> np.ndarray:
-    """Resample the rows of a picture an image tool has scaled back to the layout's height, saying so."""
-    rows = len(row_positions(layout)[0])
-    if pixels.shape[0] != rows:
-        warn(f"'{where}' is {pixels.shape[0]} rows high; its layout has {rows}: frequency axis resampled to {rows} rows")
-        pixels = resample_axis(pixels, rows, 0)
-    return pixels
-
-
 # -- files ---------------------------------------------------------------------------------------
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -294,27 +285,26 @@ def write_png(path: Path, pixels: np.ndarray, layout: Layout) -> None:
 def read_picture(path: str) -> tuple[np.ndarray, Layout | None]:
     """(pixels in [0, 1], float64 [shape=(rows, columns, 3)], the layout from its metadata or None).
 
-    Pixels come through FFmpeg (8- and 16-bit PNG, TIFF, JPEG, ...); the text chunk through Pillow.
+    Pixels come through FFmpeg (8- and 16-bit PNG, TIFF, JPEG, DPX, ...); the text chunk through Pillow,
+    where Pillow knows the format (a format only FFmpeg reads carries no layout: --like or the flags give it).
     """
     import av
     from PIL import Image, UnidentifiedImageError
 
     if not os.path.isfile(path):
         raise PictureError(f"cannot read '{path}': no such file")
-    layout = None
-    try:
-        with Image.open(path) as image:
-            text = getattr(image, "text", {}).get(KEY)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise PictureError(f"cannot read '{path}': not a picture Pillow knows ({type(exc).__name__})") from None
-    if text is not None:
-        layout = Layout.from_json(text, path)
     try:
         with av.open(path, format="image2", options={"pattern_type": "none"}) as container:
             pixels = frame_pixels(next(container.decode(video=0)))
     except (av.error.FFmpegError, OSError, ValueError, StopIteration) as exc:
-        raise PictureError(f"cannot read '{path}': cannot decode its pixels ({exc})") from None
-    return pixels, layout
+        raise PictureError(f"cannot read '{path}': not a picture FFmpeg decodes "
+                           f"({getattr(exc, 'strerror', None) or exc or type(exc).__name__})") from None
+    try:
+        with Image.open(path) as image:
+            text = getattr(image, "text", {}).get(KEY)
+    except (UnidentifiedImageError, OSError, ValueError):
+        text = None
+    return pixels, None if text is None else Layout.from_json(text, path)
 
 
 def frame_pixels(frame) -> np.ndarray:

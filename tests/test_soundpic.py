@@ -214,6 +214,20 @@ def test_explicit_flags_replace_lost_metadata(songs, tmp_path):
     assert sp.snr_db(mono[:len(back)], back) >= 25
 
 
+def test_a_picture_only_ffmpeg_reads_comes_back_with_like(songs, tmp_path):
+    folder, mono, _ = songs
+    run("to-image", folder / "mono.wav", "--out", tmp_path / "a.png", *LAYOUT)
+    pixels, layout = sp.read_picture(str(tmp_path / "a.png"))
+    with av.open(str(tmp_path / "a.dpx"), "w", format="image2", options={"update": "1"}) as container:
+        stream = container.add_stream("dpx", rate=1)       # 16-bit DPX: FFmpeg reads it, Pillow does not
+        stream.width, stream.height, stream.pix_fmt = pixels.shape[1], pixels.shape[0], "rgb48le"
+        frame = av.VideoFrame.from_ndarray(np.round(pixels * 65535).astype("<u2"), format="rgb48le")
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    run("to-audio", tmp_path / "a.dpx", "--out", tmp_path / "b.wav", "--like", tmp_path / "a.png")
+    assert sp.snr_db(mono, read(tmp_path / "b.wav")) >= 60
+
+
 def test_refusals_are_one_line_and_write_nothing(songs, tmp_path, cli):
     folder, _, _ = songs
     (tmp_path / "text.png").write_text("not a picture")
