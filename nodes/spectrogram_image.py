@@ -8,7 +8,7 @@ from cppnviz.errors import ParamError
 from cppnviz.node import Node
 from cppnviz.params import Param
 from cppnviz.ports import Input, Output, Spec
-from cppnviz.soundpic import SCALES, Layout, magnitude_to_unit, row_positions, window
+from cppnviz.soundpic import SCALES, Layout, bins_to_rows, magnitude_to_unit, resample_axis, row_positions, window
 
 
 class SpectrogramImage(Node):
@@ -38,12 +38,8 @@ class SpectrogramImage(Node):
             raise ParamError(f"param 'n_fft': expected an even number, found {p.n_fft}")
         self.layout = Layout(sr=inputs["audio"].sample_rate, n_fft=p.n_fft, hop_length=p.hop_length, scale=p.scale,
                              bins_per_octave=p.bins_per_octave, db_range=p.db_range, db_top=p.db_top)
-        positions = row_positions(self.layout)[0]
         # the layout's rows resampled to `height`, top row first: each output row's position in bins
-        rows = np.interp(np.linspace(0, len(positions) - 1, p.height), np.arange(len(positions)), positions)[::-1]
-        self.lo = np.minimum(np.floor(rows).astype(int), p.n_fft // 2)
-        self.hi = np.minimum(self.lo + 1, p.n_fft // 2)
-        self.f = (rows - self.lo)[:, None]
+        self.rows = resample_axis(row_positions(self.layout)[0], p.height, 0)[::-1]
         self.taper = window(p.n_fft)
         self.frame = np.zeros((p.height, p.width, 3), np.float32)
         self.reset()
@@ -66,7 +62,7 @@ class SpectrogramImage(Node):
             segments = np.stack([audio.window(j * hop - n_fft // 2 - audio.start, n_fft)
                                  for j in range(first, last + 1)]).astype(np.float64)
             unit = magnitude_to_unit(np.abs(np.fft.rfft(segments * self.taper, axis=1)).T, self.layout)
-            drawn = unit[self.lo] * (1 - self.f) + unit[self.hi] * self.f
+            drawn = bins_to_rows(unit, self.rows)
             keep = self.p.width - min(count, self.p.width)
             self.columns[:, :keep] = self.columns[:, self.p.width - keep:].copy()
             self.columns[:, keep:] = drawn[:, -min(count, self.p.width):]
