@@ -107,15 +107,9 @@ def write_preview(path: Path, image, model, n_features: int, gain: float) -> Non
     from PIL import Image
 
     from .fit import coordinates, render
-    from .outputs import partial_path
+    from .soundpic import write_atomic
 
     h, w = image.shape[:2]
     fitted = render(model, coordinates(h, w), np.full(n_features, gain, np.float32)).reshape(h, w, 3)
-    both = np.concatenate([image, fitted], axis=1)
-    partial = partial_path(path)
-    try:
-        Image.fromarray(np.round(np.clip(both, 0, 1) * 255).astype(np.uint8)).save(partial, format="PNG")
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    both = Image.fromarray(np.round(np.clip(np.concatenate([image, fitted], axis=1), 0, 1) * 255).astype(np.uint8))
+    write_atomic(path, lambda partial: both.save(partial, format="PNG"))
