@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from .errors import CppnvizError
+from .grid import to_uint8
 from .ports import to_host
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ class PreviewWindow:
     SDL_VIDEODRIVER=dummy to run it without a screen.
     """
 
-    MIN_SIDE = 512     # small frames open scaled up by a whole factor to at least this many pixels on their longer side
+    MIN_SIDE = 512     # small frames open scaled up by the largest whole factor that keeps their longer side within this
 
     def __init__(self, title: str = "cppnviz live", overlay: bool = False, *, fit: str = "letterbox",
                  window_size: tuple[int, int] | None = None, fullscreen: bool = False, screen: int = 0,
@@ -235,7 +236,7 @@ class PreviewWindow:
                 self._sized = True
                 if not self.fullscreen:
                     self._set_mode(False)
-            rgb = to_rgb8(image[..., :3])
+            rgb = to_uint8(image[..., :3])   # rounded as the encoder and the grids round
             self._picture = (rgb, pg.image.frombuffer(rgb, (width, height), "RGB"))   # a view of rgb, no copy
         screen = self._screen = pg.display.get_surface()   # a resized window has a new surface
         screen.fill((0, 0, 0))
@@ -367,14 +368,6 @@ class PreviewWindow:
 
 _IO_ERROR_HANDLER = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
 _LOST_HANDLER = None
-
-
-def to_rgb8(image: np.ndarray) -> np.ndarray:
-    """A float frame in [0, 1] as contiguous 8-bit RGB, rounded: (clip(x, 0, 1) * 255 + 0.5) truncated."""
-    scaled = np.multiply(image, np.float32(255.0), dtype=np.float32)   # one new buffer, then in place
-    np.clip(scaled, 0.0, 255.0, out=scaled)
-    scaled += np.float32(0.5)
-    return scaled.astype(np.uint8)
 
 
 def clock_text(seconds: float) -> str:
