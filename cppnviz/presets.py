@@ -35,7 +35,7 @@ def shipped() -> list[Path]:
 def find(text: str) -> Path:
     """A preset file by path, or by the name of a shipped one (`beat_punch`)."""
     path = Path(text).expanduser()
-    if path.exists():
+    if path.is_file():
         return path
     named = shipped_folder() / f"{text}.yaml"
     if named.exists() and "/" not in text:

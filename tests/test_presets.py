@@ -131,3 +131,10 @@ def test_presets_of_a_missing_or_empty_folder_is_an_error_not_an_empty_list(tmp_
         assert result.returncode == 2 and result.stdout == ""
         assert result.stderr.strip().splitlines() == [f"error: presets {folder}: {message}" + (
             "; expected a folder of preset .yaml files" if message == "not a folder" else " in this folder")]
+
+
+def test_a_folder_given_as_a_preset_is_not_read_as_a_graph_file(tmp_path):
+    with pytest.raises(GraphError) as caught:
+        load_graph(DRIVEN, preset=str(tmp_path))
+    assert caught.value.problems() == [f"--preset {tmp_path}: no such file, nor a shipped preset; shipped: "
+                                       f"{', '.join(SHIPPED)}"]
