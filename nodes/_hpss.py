@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from cppnviz.soundpic import window
+
 # Median windows copied at once: a few MB keeps the copy in cache and bounds memory for any length.
 CHUNK_VALUES = 1 << 20
 # The offline path feeds this many samples at a time: memory stays flat however long the song.
@@ -99,8 +101,7 @@ class Separator:
         self.n_fft, self.hop = n_fft, hop_length
         self.kt, self.kf = kernel_frames, kernel_bins
         self.power, self.margin = float(power), float(margin)
-        n = np.arange(n_fft)
-        self.window = (0.5 - 0.5 * np.cos(2 * np.pi * n / n_fft)).astype(np.float32)   # periodic Hann
+        self.window = window(n_fft).astype(np.float32)     # periodic Hann, as to-image's STFT
         self.window_sq = self.window * self.window
         self.reset()
 
