@@ -139,6 +139,15 @@ def flux_stream(p, sample_rate: int, splits_hz=()) -> FluxStream:
     return FluxStream(sample_rate, n_fft=p.n_fft, hop=p.hop, n_mels=p.n_mels, top_db=p.top_db, splits_hz=splits_hz)
 
 
+def frequency_pair(p, name: str) -> list:
+    """A node's param `name` as two increasing frequencies in Hz (a band, or the splits between bands)."""
+    value = getattr(p, name)
+    pair = value if isinstance(value, list) else [value]
+    if len(pair) != 2 or pair[0] >= pair[1]:
+        raise ParamError(f"param '{name}': expected 2 increasing frequencies in Hz, found {value}")
+    return pair
+
+
 def event_time(frame, hop: int, sample_rate: int):
     """When an onset seen first in frame j happened, in stream seconds: it entered the window between the
     ends of frames j-1 and j, so half a hop before frame j's end (librosa reports the end: half a hop late)."""

@@ -13,14 +13,16 @@ from . import _beat_offline
 from ._beat_live import MIN_ONSETS, LiveTracker
 from ._events import PeakPicker, Pulse
 from ._modes import OfflineOrLive
-from ._odf import FLUX_PARAMS, event_time, flux_stream, horizon, position
+from ._odf import FLUX_PARAMS, event_time, flux_stream, frequency_pair, horizon, position
+from .onsets import POST_FRAMES, PRE_AVG_S, PRE_MAX_S
 from ._tempo import TempoModel
 
 # Onset rises beyond this many dB count alike: the first sound after silence (a rise of 60 dB or
 # more) must not outweigh a song's worth of beats in the tempo and phase estimates.
 CAP_DB = 20.0
-# The onsets that tell music from silence: the onsets node's defaults, in frames at its hop.
+# The onsets that tell music from silence: the onsets node's picking windows and default threshold and gap.
 ONSET_THRESHOLD_DB = 2.0
+ONSET_GAP_S = 0.05
 TEMPO_HOP_S = 1.0   # offline, one tempo estimate a second along the track
 
 
@@ -71,15 +73,13 @@ class Beats(OfflineOrLive, Node):
     def configure(self, inputs):
         p = self.p
         sr = inputs["audio"].sample_rate
-        band = p.band if isinstance(p.band, list) else [p.band]
-        if len(band) != 2 or band[0] >= band[1]:
-            raise ParamError(f"param 'band': expected 2 increasing frequencies in Hz, found {p.band}")
+        band = frequency_pair(p, "band")
         if p.bpm_min >= p.bpm_max:
             raise ParamError(f"param 'bpm_max': expected more than bpm_min ({p.bpm_min:g}), found {p.bpm_max:g}")
         self.flux = flux_stream(p, sr, band)
         self.rate = self.flux.rate
-        self.picker = PeakPicker(1, pre_max=round(0.03 * self.rate), pre_avg=round(0.1 * self.rate), post=1,
-                                 threshold=ONSET_THRESHOLD_DB, gap=round(0.05 * self.rate))
+        self.picker = PeakPicker(1, pre_max=round(PRE_MAX_S * self.rate), pre_avg=round(PRE_AVG_S * self.rate),
+                                 post=POST_FRAMES, threshold=ONSET_THRESHOLD_DB, gap=round(ONSET_GAP_S * self.rate))
         self.pulse = Pulse(1, p.decay)
         self.frame_samples = sr / float(self.ctx.fps)
         # Offline the fitted beats stay (a param change re-runs configure between ticks).

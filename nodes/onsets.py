@@ -6,13 +6,12 @@ import math
 
 import numpy as np
 
-from cppnviz.errors import ParamError
 from cppnviz.node import Node
 from cppnviz.params import Param
 from cppnviz.ports import Input, Output, Spec
 
 from ._events import PeakPicker, Pulse
-from ._odf import FLUX_PARAMS, event_frame, flux_stream, horizon, position
+from ._odf import FLUX_PARAMS, event_frame, flux_stream, frequency_pair, horizon, position
 
 # Peak picking windows (librosa's onset_detect uses 30 ms and 100 ms at its 23 ms hop), and one
 # frame of look-ahead: a hit is decided one hop after its frame, which is then the live latency.
@@ -47,10 +46,8 @@ class Onsets(Node):
 
     def configure(self, inputs):
         sr = inputs["audio"].sample_rate
-        splits = self.p.splits if isinstance(self.p.splits, list) else [self.p.splits]
-        if self.p.bands == "low_mid_high" and (len(splits) != 2 or splits[0] >= splits[1]):
-            raise ParamError(f"param 'splits': expected 2 increasing frequencies in Hz, found {self.p.splits}")
-        self.flux = flux_stream(self.p, sr, splits if self.p.bands == "low_mid_high" else ())
+        splits = frequency_pair(self.p, "splits") if self.p.bands == "low_mid_high" else ()
+        self.flux = flux_stream(self.p, sr, splits)
         rate = self.flux.rate
         self.picker = PeakPicker(self.flux.n_groups, pre_max=round(PRE_MAX_S * rate), pre_avg=round(PRE_AVG_S * rate),
                                  post=POST_FRAMES, threshold=self.p.threshold,
