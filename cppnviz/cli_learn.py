@@ -94,6 +94,9 @@ def cmd_learn(args) -> int:
     if args.size > min(settings.size, len(corpus.train)):
         raise CppnvizError(f"--size {args.size} is more than the {min(settings.size, len(corpus.train))} "
                            f"dimensions the training frames have")
+    if args.method != "pca" and not len(corpus.heldout_time):
+        raise CppnvizError(f"the training songs are too short: their {len(corpus.train)} frames leave none of "
+                           f"their last 20% to stop the autoencoder's training on; give longer songs or --method pca")
     held = {"heldout_time": corpus.heldout_time, "heldout_songs": corpus.heldout_songs}
     pca = learn.fit_pca(corpus.train, args.size, settings)
     errors = {"pca": {k: (learn.pca_error(pca, v) if v is not None and len(v) else None) for k, v in held.items()}}

@@ -185,6 +185,15 @@ def test_bad_songs_are_skipped_and_no_usable_song_is_one_error(songs, tmp_path):
         LearnedModel.load(damaged)
 
 
+def test_songs_too_short_to_hold_out_time_are_one_error(tmp_path):
+    blip = write_wav(tmp_path / "blip.wav", np.random.default_rng(0).uniform(-0.5, 0.5, 600), 22050)
+    out = tmp_path / "m.npz"
+    done = learn_cli(blip, "--out", out, "--size", "1", "--epochs", "3")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "too short" in lines[0], done.stderr
+    assert not out.exists()
+    assert learn_cli(blip, "--out", out, "--size", "1", "--method", "pca").returncode == 0 and out.exists()
+
 def test_ctrl_c_during_training_exits_130_and_leaves_no_file(songs, tmp_path):
     out = tmp_path / "m.npz"
     proc = start_cli("learn", *songs, "--out", out, "--epochs", "1000", "--holdout", "0", "--method", "autoencoder")
