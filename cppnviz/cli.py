@@ -79,21 +79,15 @@ def cmd_render(args) -> int:
         raise GraphError([Problem(str(args.graph), "nothing to render into: the graph has no encoder node")])
     check_not_an_input(graph.files(written=True), graph.files(written=False))
     n = runner.total_frames(graph, args.seconds)
-    if getattr(args, "ray", None):
-        from .cli_batch import render_on_ray  # Ray is imported only with --ray
-        return render_on_ray(args, graph, n)
-    from tqdm import tqdm  # only the render command draws a progress bar
+    from .cli_batch import connect, disconnect, render_graph  # Ray is imported only with --ray
 
-    bar = tqdm(total=n, unit="frame", disable=None if not args.quiet else True, file=sys.stderr,
-               dynamic_ncols=True, desc="render")
+    ray = connect(args) if getattr(args, "ray", None) else None
     started = time.perf_counter()
-    try:
-        scheduler = runner.run(graph, n, on_tick=lambda k, s: bar.update(1))
-    finally:
-        bar.close()
+    split = render_graph(graph, n, args, ray)
     wall = time.perf_counter() - started
+    if ray is not None:
+        disconnect(ray)
     video_seconds = float(Fraction(n) / graph.ctx.fps)
-    split = ", ".join(f"{stage} {scheduler.seconds.get(stage, 0.0):.2f} s" for stage in ("analysis", "render", "encode"))
     for enc in encoders:
         print(f"wrote {enc.p.path}", file=sys.stderr)
     print(f"{n} frames ({video_seconds:.2f} s of video) in {wall:.2f} s: {n / wall if wall else 0:.1f} fps, "

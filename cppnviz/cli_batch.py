@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -79,20 +78,6 @@ def render_graph(graph, n: int, args, ray=None) -> str:
     finally:
         bar.close()
     return ", ".join(f"{stage} {scheduler.seconds.get(stage, 0.0):.2f} s" for stage in ("analysis", "render", "encode"))
-
-
-def render_on_ray(args, graph, n: int) -> int:
-    """The rest of `cppnviz render --ray`: the same report as a plain render."""
-    ray = connect(args)
-    started = time.perf_counter()
-    split = render_graph(graph, n, args, ray)
-    wall = time.perf_counter() - started
-    disconnect(ray)
-    video_seconds = float(Fraction(n) / graph.ctx.fps)
-    print(f"wrote {graph.of_type('encoder')[0].p.path}", file=sys.stderr)
-    print(f"{n} frames ({video_seconds:.2f} s of video) in {wall:.2f} s: {n / wall if wall else 0:.1f} fps, "
-          f"{video_seconds / wall if wall else 0:.2f}x real time ({split})", file=sys.stderr)
-    return 0
 
 
 def _destination(args, data: dict) -> tuple[str, str]:
@@ -175,14 +160,16 @@ def cmd_batch(args) -> int:
 
     try:
         for i, (song, out) in enumerate(pairs):
-            if up_to_date(out, song, args.graph):
-                rows[i] = (song, "", "", f"up to date: {out}")
-                continue
             started, job = time.perf_counter(), None
             try:
+                # Loaded (a few ms) even when the video is up to date: a mistake in --set or --preset is
+                # reported, never passed over in silence.
                 graph = load_graph(args.graph, _overrides(SimpleNamespace(set=args.set, audio=song, out=out), data),
                                    preset=args.preset)
                 check_not_an_input(graph.files(written=True), graph.files(written=False))
+                if up_to_date(out, song, args.graph):
+                    rows[i] = (song, "", "", f"up to date: {out}")
+                    continue
                 n = runner.total_frames(graph, args.seconds)
                 if ray is None:
                     render_graph(graph, n, args)

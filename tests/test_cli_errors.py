@@ -371,6 +371,15 @@ def test_render_onto_an_unwritable_output_leaves_no_file(project):
     assert listing(project) == before
 
 
+def test_batch_reports_a_bad_set_even_when_every_video_is_up_to_date(project):
+    graph = _encoder_graph(project)
+    made = cli("batch", graph, project / "tone.wav", "--out-dir", project / "videos", "--seconds", "0.2", "--quiet")
+    assert made.returncode == 0 and "wrote" in made.stdout, made.stderr
+    line = one_error(cli("batch", graph, project / "tone.wav", "--out-dir", project / "videos",
+                         "--set", "bandz.n_fft=1024"))
+    assert_mentions(line, "tone.wav", "--set bandz.n_fft", "no node named 'bandz'")
+
+
 # -- nodes, manifest ------------------------------------------------------------------------
 
 def test_nodes_json_lists_every_base_node_with_documented_params():
