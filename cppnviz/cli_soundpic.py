@@ -177,13 +177,13 @@ def cmd_to_video(args) -> int:
 
 def given_layout(args) -> Layout | None:
     """The layout from --like, or from the explicit flags (when --sr is given), else None."""
-    from .soundpic import read_picture, video_layout
+    from .soundpic import picture_layout, video_layout
 
     if args.like:
         if args.like.lower().endswith(VIDEO_SUFFIXES):
             layout = video_layout(args.like)
         else:
-            _, layout = read_picture(args.like)
+            layout = picture_layout(args.like)
         if layout is None:
             raise PictureError(f"--like '{args.like}' carries no layout either (was it made by to-image?)")
         return layout

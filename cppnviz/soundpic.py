@@ -285,26 +285,38 @@ def write_png(path: Path, pixels: np.ndarray, layout: Layout) -> None:
 def read_picture(path: str) -> tuple[np.ndarray, Layout | None]:
     """(pixels in [0, 1], float64 [shape=(rows, columns, 3)], the layout from its metadata or None).
 
-    Pixels come through FFmpeg (8- and 16-bit PNG, TIFF, JPEG, DPX, ...); the text chunk through Pillow,
-    where Pillow knows the format (a format only FFmpeg reads carries no layout: --like or the flags give it).
+    Pixels come through FFmpeg (8- and 16-bit PNG, TIFF, JPEG, DPX, ...); the layout through picture_layout().
     """
     import av
-    from PIL import Image, UnidentifiedImageError
 
-    if not os.path.isfile(path):
-        raise PictureError(f"cannot read '{path}': no such file")
+    layout = picture_layout(path)
     try:
         with av.open(path, format="image2", options={"pattern_type": "none"}) as container:
             pixels = frame_pixels(next(container.decode(video=0)))
     except (av.error.FFmpegError, OSError, ValueError, StopIteration) as exc:
         raise PictureError(f"cannot read '{path}': not a picture FFmpeg decodes "
                            f"({getattr(exc, 'strerror', None) or exc or type(exc).__name__})") from None
+    return pixels, layout
+
+
+def picture_layout(path: str) -> Layout | None:
+    """The layout in a picture's text chunk, or None (also for a format Pillow does not know: FFmpeg may).
+
+    The chunk png_bytes() writes precedes the pixels, so Pillow finds it without decoding them; only a
+    picture without it there is loaded, for a chunk after the pixels.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not os.path.isfile(path):
+        raise PictureError(f"cannot read '{path}': no such file")
     try:
         with Image.open(path) as image:
-            text = getattr(image, "text", {}).get(KEY)
+            text = image.info.get(KEY)
+            if text is None:
+                text = getattr(image, "text", {}).get(KEY)
     except (UnidentifiedImageError, OSError, ValueError):
-        text = None
-    return pixels, None if text is None else Layout.from_json(text, path)
+        return None
+    return None if not isinstance(text, str) else Layout.from_json(text, path)
 
 
 def frame_pixels(frame) -> np.ndarray:
