@@ -295,17 +295,13 @@ SHADER_FORMS = {"cppn": _cppn, "tiler": _tiler, "spectrum_meter": _spectrum_mete
 # -- whole shaders ------------------------------------------------------------------------
 
 def output_node(graph: Graph) -> str:
-    """The render node whose frame a graph shows: the one its encoder reads, else the last frame nobody reads."""
-    for enc in graph.of_type("encoder"):
-        link = graph.links[enc.name].get("frame")
-        if isinstance(link, Link):
-            return link.node
-    read = {l.node for links in graph.links.values() for v in links.values() for l in (v if isinstance(v, list) else [v])}
-    frames = [n for n, node in graph.nodes.items()
-              if any(o.kind == "frame" for o in node.outputs) and n not in read]
-    if not frames:
+    """The render node whose frame a graph shows: the one the live window shows (live.shown_frame)."""
+    from .live import shown_frame
+
+    link = shown_frame(graph)
+    if link is None:
         raise ShaderError("the graph has no node that draws a frame")
-    return frames[-1]
+    return link.node
 
 
 def _header(target: str, n_features: int) -> list[str]:

@@ -63,14 +63,17 @@ def audio_source(graph: Graph) -> Node:
 
 
 def shown_frame(graph: Graph) -> Link | None:
-    """The frame shown: the one an encoder would record, else the last frame output in the graph."""
+    """The frame shown: the one an encoder would record, else the last frame output no node reads
+    (a tiler's, not the cppn it composes), else the last frame output. `glsl` and `web` draw it too."""
     for encoder in graph.of_type("encoder"):
         link = graph.links[encoder.name].get("frame")
         if isinstance(link, Link):
             return link
+    read = {l.node for links in graph.links.values() for v in links.values() for l in (v if isinstance(v, list) else [v])}
     frames = [Link(name, out.name) for name, node in graph.nodes.items()
               for out in node.outputs if out.kind == "frame"]
-    return frames[-1] if frames else None
+    unread = [link for link in frames if link.node not in read]
+    return (unread or frames or [None])[-1]
 
 
 def sent_features(graph: Graph) -> list[Link]:
