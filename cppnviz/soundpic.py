@@ -56,6 +56,8 @@ class Layout:
     def from_json(cls, text: str, where: str) -> Layout:
         try:
             data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError(f"expected a JSON object, found {type(data).__name__}")
             known = {f.name for f in fields(cls)}
             layout = cls(**{k: v for k, v in data.items() if k in known})
         except (ValueError, TypeError) as exc:
@@ -423,8 +425,12 @@ def read_video(path: str, layout: Layout | None, warn) -> tuple[np.ndarray, Layo
             raise PictureError(f"cannot read '{path}': it has no video stream")
         extra = {}
         if KEY in tags:
-            extra = json.loads(tags[KEY])
-            layout = layout or Layout.from_json(tags[KEY], path)
+            layout = layout or Layout.from_json(tags[KEY], path)   # a damaged tag: one error line, unless given
+            try:
+                extra = json.loads(tags[KEY])
+            except ValueError:
+                pass
+            extra = extra if isinstance(extra, dict) else {}
         if layout is None:
             raise PictureError(f"'{path}' carries no {KEY} layout (the tool that saved it dropped the tags): "
                                f"give --like ORIGINAL, the file to-video made, or the layout flags (--sr ...)")

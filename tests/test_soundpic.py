@@ -228,6 +228,21 @@ def test_a_picture_only_ffmpeg_reads_comes_back_with_like(songs, tmp_path):
     assert sp.snr_db(mono, read(tmp_path / "b.wav")) >= 60
 
 
+def test_a_damaged_layout_tag_is_one_error_line(tmp_path, cli):
+    for name, tag in (("broken.mkv", "{broken"), ("list.mkv", "[1]")):
+        with av.open(str(tmp_path / name), "w") as container:
+            stream = container.add_stream("ffv1", rate=30)
+            stream.width, stream.height = 16, 16
+            container.metadata[sp.KEY] = tag
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")))
+            container.mux(stream.encode(None))
+        code, err = cli("to-audio", name, "--out", "b.wav", cwd=tmp_path)
+        assert code == 2, err
+        [line] = err.splitlines()
+        assert line.startswith("error: ") and "metadata cannot be read" in line, line
+    assert not (tmp_path / "b.wav").exists()
+
+
 def test_refusals_are_one_line_and_write_nothing(songs, tmp_path, cli):
     folder, _, _ = songs
     (tmp_path / "text.png").write_text("not a picture")
