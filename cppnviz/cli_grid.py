@@ -20,6 +20,7 @@ import numpy as np
 from . import grid, runner
 from .argtypes import positive_seconds
 from .errors import CppnvizError, GraphError, OutputError, Problem
+from .madefile import file_hash
 from .outputs import check_file_output, check_not_an_input
 from .ports import to_host
 from .soundpic import write_atomic
@@ -155,7 +156,7 @@ def cmd_bake(args) -> int:
             fixed = [float(v) for v in np.median(values, axis=0)]
     height, width = graph.specs[(node.name, frame_port)].shape[:2]
     params = {p.name: getattr(node.p, p.name) for p in node.params}
-    source = {"made_by": "cppnviz bake", "graph": Path(args.graph).name, "graph_sha256": _sha256_file(args.graph),
+    source = {"made_by": "cppnviz bake", "graph": Path(args.graph).name, "graph_sha256": file_hash(args.graph),
               "node": node.name, "node_type": node.type_name, "params": params,
               "params_sha256": hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest(),
               "fps": str(graph.ctx.fps), "song": song}
@@ -208,13 +209,8 @@ def _song_features(graph, link, seconds) -> tuple[np.ndarray, dict | None]:
     log.info("analysing %d frames for the ranges and medians", n)
     values = np.stack([v for _, _, v in runner.collect(graph, link.node, [link.port], n)])
     files = [node.p.path for node in graph.of_type("audio_file")]
-    song = {"file": Path(files[0]).name, "sha256": _sha256_file(files[0]), "frames": n} if len(files) == 1 else None
+    song = {"file": Path(files[0]).name, "sha256": file_hash(files[0]), "frames": n} if len(files) == 1 else None
     return values, song
-
-
-def _sha256_file(path) -> str:
-    from .madefile import file_hash
-    return file_hash(path)
 
 
 def _write(out: Path, header: dict, frames, args, sheet: Path | None) -> None:
@@ -284,7 +280,7 @@ def cmd_grid_from(args) -> int:
     sheet = _sheet_path(args, out, [str(f) for f in files.values()])
     digest = hashlib.sha256()
     for pos in grid.positions(steps):
-        digest.update(f"{pos}:{_sha256_file(files[pos])}\n".encode())
+        digest.update(f"{pos}:{file_hash(files[pos])}\n".encode())
     with Image.open(files[(0,) * len(steps)]) as first:
         width, height = first.size
     for pos, path in files.items():   # before any work: opening reads only the image's header
