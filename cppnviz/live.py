@@ -63,8 +63,8 @@ def audio_source(graph: Graph) -> Node:
 
 
 def shown_frame(graph: Graph) -> Link | None:
-    """The frame shown: the one an encoder would record, else the last frame output no node reads
-    (a tiler's, not the cppn it composes), else the last frame output. `glsl` and `web` draw it too."""
+    """The frame shown: the one an encoder would record, else the last frame output (in the graph's
+    run order) that no node reads, else the last frame output. `glsl` and `web` draw it too."""
     for encoder in graph.of_type("encoder"):
         link = graph.links[encoder.name].get("frame")
         if isinstance(link, Link):

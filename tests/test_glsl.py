@@ -160,3 +160,11 @@ def test_the_shipped_touchdesigner_shader_is_what_the_graph_generates():
     generated = graph_shader(load_graph(example / "mixed_live.yaml"), node="cppn", target="touchdesigner").source
     assert shipped == generated, ("regenerate it: cppnviz glsl examples/touchdesigner/mixed_live.yaml --node cppn "
                                   "--target touchdesigner --out examples/touchdesigner/mixed_live_glsl_top.glsl")
+
+
+def test_the_shader_draws_the_frame_the_live_window_shows(tmp_path):
+    from cppnviz.glsl import output_node
+    from cppnviz.live import shown_frame
+
+    g = graph(tmp_path, VARIANTS["tiler_grid_with_frames"])   # no encoder: the frame no node reads
+    assert output_node(g) == "tiles" and str(shown_frame(g)) == "tiles.frame"
