@@ -65,7 +65,10 @@ class Layout:
         if layout.version > VERSION:
             raise PictureError(f"'{where}': made by a newer cppnviz (layout version {layout.version}, "
                                f"this one reads up to {VERSION})")
-        return layout.checked(f"'{where}': ")
+        try:
+            return layout.checked(f"'{where}': ")
+        except TypeError as exc:   # a value of the wrong type ("sr": "x") cannot even be compared
+            raise PictureError(f"'{where}': its {KEY} metadata cannot be read ({exc})") from None
 
     def checked(self, where: str = "") -> Layout:
         """This layout, or one PictureError naming the first value that cannot work (after `where`, if given)."""

@@ -229,7 +229,7 @@ def test_a_picture_only_ffmpeg_reads_comes_back_with_like(songs, tmp_path):
 
 
 def test_a_damaged_layout_tag_is_one_error_line(tmp_path, cli):
-    for name, tag in (("broken.mkv", "{broken"), ("list.mkv", "[1]")):
+    for name, tag in (("broken.mkv", "{broken"), ("list.mkv", "[1]"), ("typed.mkv", '{"sr": "x"}')):
         with av.open(str(tmp_path / name), "w") as container:
             stream = container.add_stream("ffv1", rate=30)
             stream.width, stream.height = 16, 16
