@@ -378,33 +378,30 @@ def test_show_keys_overlay_blackout_freeze_help_and_escape(tmp_path, xvfb):
     summary(stderr)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_ctrl_c_and_sigterm_exit_130_with_the_summary(tmp_path, xvfb, signum):
-    path = graph(tmp_path, 160, 90)
-    process = start(xvfb, path)
+def ended_by(tmp_path, xvfb, end) -> tuple[int, str]:
+    """A live run ended by `end(process, window)` once its picture shows: (exit status, stderr)."""
+    process = start(xvfb, graph(tmp_path, 160, 90))
     try:
         window = xvfb.window_of(process.pid)
         wait_for(xvfb, shows_picture, window)
-        process.send_signal(signum)
+        end(process, window)
         stderr = finish(process)
     finally:
         stop(process)
-    assert process.returncode == 130, stderr
+    return process.returncode, stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_and_sigterm_exit_130_with_the_summary(tmp_path, xvfb, signum):
+    returncode, stderr = ended_by(tmp_path, xvfb, lambda process, window: process.send_signal(signum))
+    assert returncode == 130, stderr
     assert "Traceback" not in stderr and "error" not in stderr, stderr
     assert int(summary(stderr).split()[1]) > 0
 
 
 def test_a_window_killed_from_outside_ends_the_run_with_the_summary(tmp_path, xvfb):
-    path = graph(tmp_path, 160, 90)
-    process = start(xvfb, path)
-    try:
-        window = xvfb.window_of(process.pid)
-        wait_for(xvfb, shows_picture, window)
-        xvfb.kill_client(window)
-        stderr = finish(process)
-    finally:
-        stop(process)
-    assert process.returncode == 0, stderr
+    returncode, stderr = ended_by(tmp_path, xvfb, lambda process, window: xvfb.kill_client(window))
+    assert returncode == 0, stderr
     assert "X Error" not in stderr and "Traceback" not in stderr and "closed from outside" in stderr, stderr
     assert int(summary(stderr).split()[1]) > 0
 
