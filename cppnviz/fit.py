@@ -111,8 +111,9 @@ def image_hash(path: str | Path) -> str:
 
 def coordinates(height: int, width: int) -> np.ndarray:
     """[shape=(h*w, 3)] (row, col, r) per pixel, float32, as the cppn node computes them (aspect stretch, scale 1)."""
-    y = (np.linspace(0, height - 1, height, dtype=np.float32) - height / 2.0) / (height / 2.0)
-    x = (np.linspace(0, width - 1, width, dtype=np.float32) - width / 2.0) / (width / 2.0)
+    from .nodes.cppn import axis_coords
+
+    y, x = axis_coords(height, height / 2.0, 1.0), axis_coords(width, width / 2.0, 1.0)
     grid = np.empty((height, width, 3), np.float32)
     grid[..., 0] = y[:, None]
     grid[..., 1] = x[None, :]
