@@ -37,10 +37,9 @@ def cmd_beats(args) -> int:
     from .cli import absolute, check_csv_output, write_atomically  # the shared path and output helpers
 
     params = {"mode": "live" if args.live else "offline"}
-    for flag, name in (("bpm", "bpm"), ("bpm_min", "bpm_min"), ("bpm_max", "bpm_max"),
-                       ("beats_per_bar", "beats_per_bar")):
-        if getattr(args, flag) is not None:
-            params[name] = getattr(args, flag)
+    for name in ("bpm", "bpm_min", "bpm_max", "beats_per_bar"):   # each flag sets the beats param of its name
+        if getattr(args, name) is not None:
+            params[name] = getattr(args, name)
     song = absolute(args.song)
     data = {"fps": FPS, "nodes": {
         "audio": {"type": "audio_file", "params": {"path": song}},
