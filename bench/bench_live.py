@@ -172,6 +172,24 @@ def frames_between(stats, graph, start: float, end: float) -> dict:
     return {"shown": len(window), "due": due, "max_ms": 1000 * max(late), "p95_ms": 1000 * np.percentile(late, 95)}
 
 
+def run_acting(graph, clock, control, seconds: float, act) -> tuple:
+    """A live run with OSC control; `act()` runs on a thread at 4 s, past the start-up (window, threads,
+    first frames), so what is judged is what it does. (stats, clock position before act, after it)."""
+    marks: dict[str, float] = {}
+
+    def fire():
+        time.sleep(4.0)
+        marks["start"] = clock.position_now()
+        act()
+        marks["end"] = clock.position_now()
+
+    thread = threading.Thread(target=fire, daemon=True)
+    thread.start()
+    stats = live.LiveRun(graph, clock, control=control, seconds=seconds).run()
+    thread.join()
+    return stats, marks["start"], marks["end"]
+
+
 def burst(graph_path: Path, size: int, seconds: float, bursts: int, n: int = 10_000) -> dict:
     """A live run of the graph; `bursts` bursts of n messages to one param sent at 4 s (0: none, the reference).
 
@@ -180,56 +198,42 @@ def burst(graph_path: Path, size: int, seconds: float, bursts: int, n: int = 10_
     audio clock) each was ready.
     """
     graph, clock, control = controlled_run(graph_path, size)
-    marks: dict[str, float] = {}
     with OscServer(control, port=0) as server:
         sender = subprocess.Popen([sys.executable, "-c", BURST_SENDER, str(server.port), str(n), str(max(bursts, 1))],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         sender.stdout.readline()
 
-        def fire():
-            time.sleep(4.0)   # past the start-up (window, threads, first frames), so what is judged is the burst
-            marks["start"] = clock.position_now()
+        def send():
             if bursts:
                 sender.stdin.write("go\n")
                 sender.stdin.flush()
                 sender.wait()
                 while control.stats["received"] + control.stats["overflow"] < n * bursts:
                     time.sleep(0.001)
-            marks["taken"] = clock.position_now()
 
-        thread = threading.Thread(target=fire, daemon=True)
-        thread.start()
-        stats = live.LiveRun(graph, clock, control=control, seconds=seconds).run()
-        thread.join()
+        stats, start, taken = run_acting(graph, clock, control, seconds, send)
         sender.kill()
         sender.wait()
     sr = stats.sample_rate
-    return {**frames_between(stats, graph, marks["start"], marks["taken"] + sr),
-            "taken_ms": 1000 * (marks["taken"] - marks["start"]) / sr, "stats": dict(control.stats),
+    return {**frames_between(stats, graph, start, taken + sr),
+            "taken_ms": 1000 * (taken - start) / sr, "stats": dict(control.stats),
             "buffer_kib": server.receive_buffer // 1024}
 
 
 def heavy(graph_path: Path, size: int, seconds: float, changes: dict) -> dict:
     """A live run of the graph; `changes` to the cppn sent at 4 s. Judged from then until 1 s after they were settled."""
     graph, clock, control = controlled_run(graph_path, size)
-    marks: dict[str, float] = {}
 
-    def fire():
-        time.sleep(4.0)
-        marks["start"] = clock.position_now()
+    def change():
         for name, value in changes.items():
             control.handle(f"/cppn/{name}", [value])
         while control.stats["applied"] + control.stats["rejected"] < len(changes):
             time.sleep(0.001)
-        marks["settled"] = clock.position_now()
 
-    thread = threading.Thread(target=fire, daemon=True)
-    thread.start()
-    stats = live.LiveRun(graph, clock, control=control, seconds=seconds).run()
-    thread.join()
+    stats, start, settled = run_acting(graph, clock, control, seconds, change)
     sr = stats.sample_rate
-    return {**frames_between(stats, graph, marks["start"], marks["settled"] + sr),
-            "settled_s": (marks["settled"] - marks["start"]) / sr,
+    return {**frames_between(stats, graph, start, settled + sr),
+            "settled_s": (settled - start) / sr,
             "applied": control.stats["applied"], "rejected": control.stats["rejected"],
             "now": {name: getattr(graph.nodes["cppn"].p, name) for name in changes}}
 
