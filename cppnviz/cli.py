@@ -81,7 +81,11 @@ def cmd_render(args) -> int:
     n = runner.total_frames(graph, args.seconds)
     from .cli_batch import connect, disconnect, render_graph  # Ray is imported only with --ray
 
-    ray = connect(args) if getattr(args, "ray", None) else None
+    ray = None
+    if getattr(args, "ray", None):
+        from .ray_render import split as segments_split
+        segments_split(graph)  # a graph that cannot be rendered in segments is refused before Ray starts (seconds)
+        ray = connect(args)
     started = time.perf_counter()
     split = render_graph(graph, n, args, ray)
     wall = time.perf_counter() - started

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 from . import runner
 from .argtypes import positive_seconds
-from .errors import CppnvizError, NodeRunError, OutputError
+from .errors import CppnvizError, GraphError, NodeRunError, OutputError, Problem
 
 SEGMENT_SECONDS = 10.0
 
@@ -82,12 +82,20 @@ def render_graph(graph, n: int, args, ray=None) -> str:
 
 def _destination(args, data: dict) -> tuple[str, str]:
     """(the encoder node's name, the extension of its output: '.mp4', '.mkv', ... or '/' for PNG frames)."""
-    from .cli import _overrides
     from .graph import parse_assignment
 
-    _overrides(SimpleNamespace(set=None, audio="x", out="x"), data)   # exactly one audio_file and one encoder
-    name = next(n for n, spec in data["nodes"].items() if isinstance(spec, dict) and spec.get("type") == "encoder")
-    params = dict(data["nodes"][name].get("params") or {})
+    nodes = data.get("nodes") if isinstance(data, dict) else None
+    nodes = nodes if isinstance(nodes, dict) else {}
+    found = {kind: [n for n, spec in nodes.items() if isinstance(spec, dict) and spec.get("type") == kind]
+             for kind in ("audio_file", "encoder")}
+    problems = [Problem(str(args.graph), f"batch needs exactly one {kind} node (each song replaces its path), found "
+                                         f"{', '.join(names) or 'none'}")
+                for kind, names in found.items() if len(names) != 1]
+    if problems:
+        raise GraphError(problems)
+    name = found["encoder"][0]
+    params = nodes[name].get("params")
+    params = dict(params) if isinstance(params, dict) else {}   # a malformed one is load_graph's error, per song
     for node, param, value in (parse_assignment(t) for t in args.set or ()):
         if node == name:
             params[param] = value

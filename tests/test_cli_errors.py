@@ -380,6 +380,16 @@ def test_batch_reports_a_bad_set_even_when_every_video_is_up_to_date(project):
     assert_mentions(line, "tone.wav", "--set bandz.n_fft", "no node named 'bandz'")
 
 
+def test_batch_of_a_graph_with_two_audio_files_names_batch_not_a_flag(project):
+    graph = _encoder_graph(project)
+    data = yaml.safe_load(graph.read_text())
+    data["nodes"]["drums"] = {"type": "audio_file", "params": {"path": "tone.wav"}}
+    write_graph(graph, data)
+    line = one_error(cli("batch", graph, project / "tone.wav", "--out-dir", project / "videos"))
+    assert_mentions(line, "batch needs exactly one audio_file node", "audio, drums")
+    assert "--audio" not in line and not (project / "videos").exists()
+
+
 # -- nodes, manifest ------------------------------------------------------------------------
 
 def test_nodes_json_lists_every_base_node_with_documented_params():

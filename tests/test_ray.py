@@ -270,6 +270,20 @@ def test_without_ray_installed_render_ray_says_what_to_install(tmp_path):
     assert not (tmp_path / "out.mp4").exists()
 
 
+def test_a_graph_ray_cannot_split_is_refused_before_ray_is_reached(tmp_path):
+    """Two encoders: the graph's error, not Ray's (a `ray` that cannot be imported shows Ray was never tried)."""
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    g = graph(tmp_path / "g.yaml", song(tmp_path / "a.wav", 0.5, 3))
+    data = yaml.safe_load(g.read_text())
+    data["nodes"]["video2"] = {**data["nodes"]["video"], "params": {"path": "other.mp4"}}
+    g.write_text(yaml.safe_dump(data))
+    done = subprocess.run([*cppnviz_command(), "render", str(g), "--ray", "local"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"error: {g}: --ray: renders a graph with one encoder node, found 2"]
+
+
 def test_render_without_ray_never_imports_it(tmp_path):
     audio = song(tmp_path / "a.wav", 0.5, 3)
     g = graph(tmp_path / "g.yaml", audio)
