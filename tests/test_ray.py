@@ -255,13 +255,18 @@ def test_batch_with_a_corrupt_song_writes_the_others_and_exits_2(session):
     assert {p.name: p.stat().st_mtime_ns for p in (tmp / "videos").iterdir()} == made
 
 
+def without_ray(folder: Path) -> dict:
+    """An environment whose `ray` cannot be imported (a folder on PYTHONPATH): a Python without the extra."""
+    (folder / "ray").mkdir()
+    (folder / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    return {**os.environ, "PYTHONPATH": str(folder)}
+
+
 def test_without_ray_installed_render_ray_says_what_to_install(tmp_path):
     """A folder on PYTHONPATH whose `ray` cannot be imported stands in for a Python without the extra."""
-    (tmp_path / "ray").mkdir()
-    (tmp_path / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    env = without_ray(tmp_path)
     audio = song(tmp_path / "a.wav", 0.5, 3)
     g = graph(tmp_path / "g.yaml", audio)
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     done = subprocess.run([*cppnviz_command(), "render", str(g), "--ray", "local"], capture_output=True, text=True,
                           env=env, cwd=tmp_path)
     assert done.returncode == 2
@@ -272,14 +277,13 @@ def test_without_ray_installed_render_ray_says_what_to_install(tmp_path):
 
 def test_a_graph_ray_cannot_split_is_refused_before_ray_is_reached(tmp_path):
     """Two encoders: the graph's error, not Ray's (a `ray` that cannot be imported shows Ray was never tried)."""
-    (tmp_path / "ray").mkdir()
-    (tmp_path / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    env = without_ray(tmp_path)
     g = graph(tmp_path / "g.yaml", song(tmp_path / "a.wav", 0.5, 3))
     data = yaml.safe_load(g.read_text())
     data["nodes"]["video2"] = {**data["nodes"]["video"], "params": {"path": "other.mp4"}}
     g.write_text(yaml.safe_dump(data))
     done = subprocess.run([*cppnviz_command(), "render", str(g), "--ray", "local"], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path)
+                          env=env, cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"error: {g}: --ray: renders a graph with one encoder node, found 2"]
 
