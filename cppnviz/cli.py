@@ -20,7 +20,7 @@ from .argtypes import positive_seconds
 from .errors import CppnvizError, GraphError, NodeRunError, OutputError, Problem
 from .graph import Graph, load_graph, parse_assignment, read_graph_file
 from .stems import audio_overrides
-from .outputs import (check_file_output, check_folder, check_not_an_input, names_a_folder, partial_path,
+from .outputs import (absolute, check_file_output, check_folder, check_not_an_input, names_a_folder, partial_path,
                       remove_stale_partials)
 
 log = logging.getLogger("cppnviz")
@@ -48,15 +48,6 @@ def _overrides(args, data: dict) -> list[tuple[str, str, object]]:
                                                    f"use --set NODE.path=... instead")])
         pairs.append((matches[0], "path", absolute(value)))
     return pairs
-
-
-def absolute(text: str) -> str:
-    """A path given on the command line, relative to where the user typed it; a trailing slash is kept.
-
-    Symlinks are not followed: the name is what the user gave (check_not_an_input compares real paths).
-    """
-    path = os.path.abspath(os.path.expanduser(text))
-    return path + os.sep if names_a_folder(text) else path
 
 
 def _load(args) -> Graph:

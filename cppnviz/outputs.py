@@ -19,6 +19,15 @@ def names_a_folder(text: str) -> bool:
     return text.endswith(("/", os.sep))
 
 
+def absolute(text: str) -> str:
+    """A path given on the command line, relative to where the user typed it; a trailing slash is kept.
+
+    Symlinks are not followed: the name is what the user gave (check_not_an_input compares real paths).
+    """
+    path = os.path.abspath(os.path.expanduser(text))
+    return path + os.sep if names_a_folder(text) else path
+
+
 def existing_kind(path: Path) -> str | None:
     """None for a new name or a regular file (through symlinks); else words for what is there."""
     try:

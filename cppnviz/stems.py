@@ -8,6 +8,7 @@ import re
 
 from .errors import GraphError, Problem
 from .graph import NODE_NAME, Graph, Link
+from .outputs import absolute
 
 log = logging.getLogger("cppnviz")
 
@@ -43,11 +44,7 @@ def audio_overrides(values, nodes: dict) -> list[tuple[str, str, str]]:
         given[name] = path
     if problems:
         raise GraphError(problems)
-    return [(name, "path", _absolute(path)) for name, path in given.items()]
-
-
-def _absolute(text: str) -> str:
-    return os.path.abspath(os.path.expanduser(text))
+    return [(name, "path", absolute(path)) for name, path in given.items()]
 
 
 def source_counts(graph: Graph, limit: int | None) -> list[int]:
