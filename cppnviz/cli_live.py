@@ -175,8 +175,10 @@ def add_window_flags(p) -> None:
 def live_window(args, graph: Graph, source, control):
     """The preview window as the flags ask, knowing the frame's size, the song and the OSC port."""
     from .live import shown_frame
-    from .preview import PreviewWindow
+    from .preview import PreviewWindow, check_screen
 
+    if args.screen != 0:
+        check_screen(args.screen)   # now, not after a whole-song analysis: the window opens only then
     link = shown_frame(graph)
     shape = graph.specs[(link.node, link.port)].shape if link is not None else None
     song = Path(source.p.path).name if source.type_name == "audio_file" else None

@@ -80,6 +80,14 @@ def screens() -> tuple[str, list[tuple[int, int]]]:
         pg.display.quit()
 
 
+def check_screen(screen: int, count: int | None = None) -> None:
+    """One error naming the displays when `screen` is not one of the `count` (SDL's count when None)."""
+    count = len(screens()[1]) if count is None else count
+    if not 0 <= screen < count:
+        raise CppnvizError(f"--screen {screen}: this machine has {count} display"
+                           f"{'s' if count != 1 else ''} (0..{count - 1}); `cppnviz screens` lists them")
+
+
 def _init_display(pg) -> None:
     """pygame.display.init() without SDL's own lines on stderr (probing Wayland on a machine without
     one prints 'error: XDG_RUNTIME_DIR is invalid', which reads like ours); its failures still raise."""
@@ -143,11 +151,11 @@ class PreviewWindow:
         if pg.display.get_driver() in ("offscreen", "dummy") and not os.environ.get("SDL_VIDEODRIVER"):
             log.warning("live: no display found (SDL fell back to its '%s' driver): the window is drawn in "
                         "memory only; set DISPLAY, or run with --no-window", pg.display.get_driver())
-        count = pg.display.get_num_displays()
-        if not 0 <= self.screen < count:
+        try:
+            check_screen(self.screen, pg.display.get_num_displays())
+        except CppnvizError:
             pg.display.quit()
-            raise CppnvizError(f"--screen {self.screen}: this machine has {count} display"
-                               f"{'s' if count != 1 else ''} (0..{count - 1}); `cppnviz screens` lists them")
+            raise
         pg.font.init()
         self._font = pg.font.Font(None, 18)
         self._desktop = tuple(pg.display.get_desktop_sizes()[self.screen])
