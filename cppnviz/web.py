@@ -46,13 +46,12 @@ class Export:
 
 
 def song_path(graph: Graph) -> Path:
-    """The song the graph analyses: its one audio_file node's path."""
+    """The song the graph analyses: its one audio_file node's path (resolved when the graph was built)."""
     sources = graph.of_type("audio_file")
     if len(sources) != 1:
         found = ", ".join(n.name for n in sources) or "none"
         raise CppnvizError(f"a web page plays one song: the graph needs exactly one audio_file node, found {found}")
-    path = Path(sources[0].p.path)
-    return path if path.is_absolute() else graph.ctx.base_dir / path
+    return Path(sources[0].p.path)
 
 
 def features_over(graph: Graph, shader: Shader, n_frames: int) -> np.ndarray:
