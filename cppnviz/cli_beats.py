@@ -25,7 +25,8 @@ def add_beats_command(subparsers) -> None:
     p.add_argument("--out", dest="csv", metavar="FILE.csv", help="CSV file to write (default: standard output)")
     p.add_argument("--live", action="store_true",
                    help="track causally, as a live show would (each beat predicted from the past only)")
-    p.add_argument("--bpm", type=float, metavar="BPM", help="a fixed tempo instead of estimating it")
+    p.add_argument("--bpm", type=float, metavar="BPM", help="a tempo to track near instead of estimating it (picks half or double time; "
+                   "beats still land on the onsets)")
     p.add_argument("--bpm-min", type=float, metavar="BPM", help="slowest tempo considered (default 50)")
     p.add_argument("--bpm-max", type=float, metavar="BPM", help="fastest tempo considered (default 220)")
     p.add_argument("--beats-per-bar", type=int, metavar="N", help="beats in a bar, for the index column (default 4)")

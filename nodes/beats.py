@@ -60,8 +60,9 @@ class Beats(OfflineOrLive, Node):
         Param("mode", "choice", "auto", "offline: dynamic programming over the whole track (a prepass); live: "
               "causal, each beat predicted from the past; auto: offline in a render, live in a live run",
               choices=("auto", "offline", "live")),
-        Param("bpm", "float", 0.0, "a fixed tempo; 0 estimates it (and follows changes)", min=0, max=400,
-              unit="bpm"),
+        Param("bpm", "float", 0.0, "a tempo to track near instead of an estimate (it picks half or double "
+              "time), though beats still land on the onsets, so a tempo the song lacks is pulled to one it has; "
+              "0 estimates it (and follows changes)", min=0, max=400, unit="bpm"),
         Param("bpm_min", "float", 50.0, "slowest tempo considered", min=20, max=400, unit="bpm"),
         Param("bpm_max", "float", 220.0, "fastest tempo considered", min=20, max=400, unit="bpm"),
         Param("band", "floats", [200.0, 3000.0], "the frequency range whose onsets carry the beat (kick and snare "
