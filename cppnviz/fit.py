@@ -261,12 +261,6 @@ def save_look(path: str | Path, model: MLP, *, n_features: int, feature_gain: fl
 
 def load_look(path: str | Path) -> Look:
     """Read a look file made by `cppnviz fit`; one clear error for anything else."""
-    import zipfile
-
-    # np.load takes any file that is not a zip archive for a pickle and says so in words about pickles.
-    if Path(path).is_file() and not zipfile.is_zipfile(path):
-        raise madefile.MadeFileError(f"'{path}' is not a readable cppnviz look file (not an npz archive: damaged, "
-                                     "truncated or another kind of file)")
     header, arrays = madefile.read(path, kind=KIND, versions=(VERSION,))
     try:
         layers, n_features = int(header["layers"]), int(header["n_features"])

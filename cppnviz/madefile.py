@@ -57,6 +57,10 @@ def read(path: str | os.PathLike, *, kind: str, versions: tuple[int, ...]) -> tu
     if not path.is_file():
         raise MadeFileError(f"cannot read {kind} file '{path}': it does not exist" if not path.exists()
                             else f"cannot read {kind} file '{path}': it is not a regular file")
+    # np.load takes any file that is not a zip archive for a pickle and says so in words about pickles.
+    if not zipfile.is_zipfile(path):
+        raise MadeFileError(f"'{path}' is not a readable cppnviz {kind} file (not an npz archive: damaged, "
+                            "truncated or another kind of file)")
     try:
         with np.load(path, allow_pickle=False) as data:
             if HEADER not in data.files:
