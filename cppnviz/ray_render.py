@@ -139,8 +139,7 @@ def analyse(graph: Graph, cut: Split, n_frames: int, audio_path: Path | None) ->
     def keep(k: int, scheduler: runner.Scheduler) -> None:
         for drive, values in zip(cut.drives, driven):
             if drive.ready:
-                x = scheduler.outputs[(drive.spec.source, drive.spec.port)]
-                drive.update(k, float(np.asarray(x).reshape(-1)[drive.spec.index or 0]))
+                drive.update(k, drive.spec.pick(scheduler.outputs[(drive.spec.source, drive.spec.port)]))
             values.append(drive.value)
         for link in cut.crossing:
             value = scheduler.outputs[(link.node, link.port)]
